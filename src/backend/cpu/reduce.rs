@@ -1,0 +1,57 @@
+//! Reductions over any set of axes, accumulated in f64 so the reference is
+//! more accurate than the kernels it checks.
+
+use super::PAR_MIN;
+use rayon::prelude::*;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reduce {
+    Sum,
+    Max,
+}
+
+/// Reduces `x` (shape `dims`) over `axes` (sorted, unique, in range). The
+/// result has the keep-dim shape: reduced axes have size 1.
+pub fn reduce(x: &[f32], dims: &[usize], axes: &[usize], op: Reduce) -> Vec<f32> {
+    let r = dims.len();
+    let mut strides = vec![1usize; r];
+    for i in (0..r.saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * dims[i + 1];
+    }
+    // Offsets of every point of the reduced sub-space from its base.
+    let mut offs = vec![0usize];
+    for &a in axes {
+        let mut next = Vec::with_capacity(offs.len() * dims[a]);
+        for &o in &offs {
+            for c in 0..dims[a] {
+                next.push(o + c * strides[a]);
+            }
+        }
+        offs = next;
+    }
+    let kept: Vec<usize> = (0..r).filter(|a| !axes.contains(a)).collect();
+    let n_out: usize = kept.iter().map(|&a| dims[a]).product();
+    let base = |mut i: usize| {
+        let mut o = 0;
+        for &a in kept.iter().rev() {
+            o += (i % dims[a]) * strides[a];
+            i /= dims[a];
+        }
+        o
+    };
+    let one = |i: usize| -> f32 {
+        let b = base(i);
+        match op {
+            Reduce::Sum => offs.iter().map(|&o| x[b + o] as f64).sum::<f64>() as f32,
+            Reduce::Max => offs
+                .iter()
+                .map(|&o| x[b + o])
+                .fold(f32::NEG_INFINITY, f32::max),
+        }
+    };
+    if n_out * offs.len() >= PAR_MIN && n_out > 1 {
+        (0..n_out).into_par_iter().map(one).collect()
+    } else {
+        (0..n_out).map(one).collect()
+    }
+}

@@ -1,0 +1,3 @@
+//! Device implementations of each op family. `cpu` is the f32 reference.
+
+pub mod cpu;

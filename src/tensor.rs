@@ -1,0 +1,339 @@
+//! `Tensor`: an immutable, reference-counted f32 array on a device, and the
+//! node of the autograd graph that made it (see `autograd`).
+
+use crate::autograd::{self, Backward};
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::shape::Shape;
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal, Uniform};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A device buffer. Contiguous, row-major.
+pub(crate) enum Storage {
+    Cpu(Vec<f32>),
+}
+
+impl Storage {
+    /// The host slice of a CPU buffer.
+    pub(crate) fn cpu(&self) -> &[f32] {
+        match self {
+            Storage::Cpu(v) => v,
+        }
+    }
+}
+
+/// The op that made a tensor and the tensors it read.
+pub(crate) struct GradFn {
+    pub(crate) op: Box<dyn Backward>,
+    pub(crate) inputs: Vec<Tensor>,
+}
+
+pub(crate) struct Node {
+    pub(crate) id: u64,
+    pub(crate) shape: Shape,
+    pub(crate) device: Device,
+    /// Swapped whole by `assign` (optimizer updates), never mutated in place,
+    /// so readers hold an `Arc` snapshot without keeping the lock.
+    storage: RwLock<Arc<Storage>>,
+    requires_grad: AtomicBool,
+    pub(crate) grad_fn: Option<GradFn>,
+    /// Gradient accumulated by `backward()` on a leaf.
+    grad: Mutex<Option<Tensor>>,
+}
+
+impl Drop for Node {
+    /// Frees a long chain iteratively: a node whose last owner is this one is
+    /// unwrapped and its inputs pushed on a stack instead of recursing.
+    fn drop(&mut self) {
+        let Some(gf) = self.grad_fn.take() else {
+            return;
+        };
+        let mut stack = gf.inputs;
+        drop(gf.op);
+        while let Some(t) = stack.pop() {
+            if let Ok(mut node) = Arc::try_unwrap(t.0) {
+                if let Some(gf) = node.grad_fn.take() {
+                    stack.extend(gf.inputs);
+                }
+            }
+        }
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An n-dimensional f32 array. Cloning is cheap (shares the node).
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<Node>);
+
+impl Tensor {
+    fn from_storage(
+        storage: Storage,
+        shape: Shape,
+        device: Device,
+        grad_fn: Option<GradFn>,
+    ) -> Tensor {
+        Tensor(Arc::new(Node {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shape,
+            device,
+            storage: RwLock::new(Arc::new(storage)),
+            requires_grad: AtomicBool::new(false),
+            grad_fn,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// The result of an op: records `op` and `inputs` in the graph when grad
+    /// mode is on and any input needs a gradient.
+    pub(crate) fn from_op(
+        data: Vec<f32>,
+        shape: impl Into<Shape>,
+        device: Device,
+        op: impl Backward + 'static,
+        inputs: Vec<Tensor>,
+    ) -> Tensor {
+        let shape = shape.into();
+        debug_assert_eq!(data.len(), shape.numel(), "{}: output size", op.name());
+        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.needs_grad());
+        let grad_fn = track.then(|| GradFn {
+            op: Box::new(op),
+            inputs,
+        });
+        Tensor::from_storage(Storage::Cpu(data), shape, device, grad_fn)
+    }
+
+    /// A tensor from host data; fails when `data.len()` does not match the shape.
+    pub fn from_vec(data: Vec<f32>, shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
+        let shape = shape.into();
+        if data.len() != shape.numel() {
+            return Err(Error::Shape {
+                op: "from_vec",
+                msg: format!(
+                    "{} values do not fill shape {shape} ({} elements)",
+                    data.len(),
+                    shape.numel()
+                ),
+            });
+        }
+        Ok(Tensor::from_storage(
+            Storage::Cpu(data),
+            shape,
+            device,
+            None,
+        ))
+    }
+
+    pub fn full(value: f32, shape: impl Into<Shape>, device: Device) -> Tensor {
+        let shape = shape.into();
+        Tensor::from_storage(
+            Storage::Cpu(vec![value; shape.numel()]),
+            shape,
+            device,
+            None,
+        )
+    }
+
+    pub fn zeros(shape: impl Into<Shape>, device: Device) -> Tensor {
+        Tensor::full(0.0, shape, device)
+    }
+
+    pub fn ones(shape: impl Into<Shape>, device: Device) -> Tensor {
+        Tensor::full(1.0, shape, device)
+    }
+
+    /// A rank-0 tensor holding `value`.
+    pub fn scalar(value: f32, device: Device) -> Tensor {
+        Tensor::full(value, Shape::new(vec![]), device)
+    }
+
+    /// Standard-normal samples, drawn on the host so a seed gives the same
+    /// values on every device.
+    pub fn randn(shape: impl Into<Shape>, rng: &mut impl Rng, device: Device) -> Tensor {
+        let shape = shape.into();
+        let data = (0..shape.numel())
+            .map(|_| StandardNormal.sample(rng))
+            .collect();
+        Tensor::from_storage(Storage::Cpu(data), shape, device, None)
+    }
+
+    /// Uniform samples in `[lo, hi)`; fails unless `lo < hi` and both are finite.
+    pub fn uniform(
+        shape: impl Into<Shape>,
+        lo: f32,
+        hi: f32,
+        rng: &mut impl Rng,
+        device: Device,
+    ) -> Result<Tensor> {
+        let dist = Uniform::new(lo, hi).map_err(|e| Error::Invalid {
+            op: "uniform",
+            msg: format!("range [{lo}, {hi}): {e}"),
+        })?;
+        let shape = shape.into();
+        let data = (0..shape.numel()).map(|_| dist.sample(rng)).collect();
+        Ok(Tensor::from_storage(
+            Storage::Cpu(data),
+            shape,
+            device,
+            None,
+        ))
+    }
+
+    pub fn shape(&self) -> &Shape {
+        &self.0.shape
+    }
+
+    pub fn dims(&self) -> &[usize] {
+        self.0.shape.dims()
+    }
+
+    pub fn rank(&self) -> usize {
+        self.0.shape.rank()
+    }
+
+    pub fn numel(&self) -> usize {
+        self.0.shape.numel()
+    }
+
+    pub fn device(&self) -> Device {
+        self.0.device
+    }
+
+    /// A process-unique id of this node.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// A snapshot of the buffer (cheap: shares it).
+    pub(crate) fn storage(&self) -> Arc<Storage> {
+        self.0
+            .storage
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Copies the data to the host.
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.storage().cpu().to_vec()
+    }
+
+    /// The value of a one-element tensor.
+    pub fn to_scalar(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::Shape {
+                op: "to_scalar",
+                msg: format!("tensor of shape {} is not a scalar", self.shape()),
+            });
+        }
+        Ok(self.storage().cpu()[0])
+    }
+
+    /// True for tensors made by no tracked op.
+    pub fn is_leaf(&self) -> bool {
+        self.0.grad_fn.is_none()
+    }
+
+    /// The leaf flag set by `set_requires_grad`.
+    pub fn requires_grad(&self) -> bool {
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+
+    /// Whether gradients flow to or through this tensor.
+    pub(crate) fn needs_grad(&self) -> bool {
+        self.requires_grad() || self.0.grad_fn.is_some()
+    }
+
+    /// Marks a leaf (a parameter or an input) as one whose gradient is wanted.
+    pub fn set_requires_grad(&self, on: bool) -> Result<&Tensor> {
+        if !self.is_leaf() {
+            return Err(Error::Invalid {
+                op: "set_requires_grad",
+                msg: "only leaf tensors take requires_grad; use detach() first".into(),
+            });
+        }
+        self.0.requires_grad.store(on, Ordering::Relaxed);
+        Ok(self)
+    }
+
+    /// The gradient `backward()` accumulated on this leaf.
+    pub fn grad(&self) -> Option<Tensor> {
+        self.0
+            .grad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn zero_grad(&self) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub(crate) fn set_grad(&self, g: Option<Tensor>) {
+        *self.0.grad.lock().unwrap_or_else(|e| e.into_inner()) = g;
+    }
+
+    /// The same data as a new leaf outside the graph.
+    pub fn detach(&self) -> Tensor {
+        Tensor(Arc::new(Node {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shape: self.0.shape.clone(),
+            device: self.0.device,
+            storage: RwLock::new(self.storage()),
+            requires_grad: AtomicBool::new(false),
+            grad_fn: None,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// Replaces the data of this tensor with that of `src` (same shape and
+    /// device). Meant for optimizer updates of leaves; tensors computed from
+    /// the old data keep it.
+    pub fn assign(&self, src: &Tensor) -> Result<()> {
+        if src.shape() != self.shape() {
+            return Err(Error::Shape {
+                op: "assign",
+                msg: format!("{} into {}", src.shape(), self.shape()),
+            });
+        }
+        if src.device() != self.device() {
+            return Err(Error::Device {
+                op: "assign",
+                msg: format!("{} into {}", src.device(), self.device()),
+            });
+        }
+        *self.0.storage.write().unwrap_or_else(|e| e.into_inner()) = src.storage();
+        Ok(())
+    }
+
+    /// Fails unless all tensors live on one device.
+    pub(crate) fn same_device(op: &'static str, ts: &[&Tensor]) -> Result<Device> {
+        let d = ts[0].device();
+        match ts.iter().find(|t| t.device() != d) {
+            Some(t) => Err(Error::Device {
+                op,
+                msg: format!("{} and {}", d, t.device()),
+            }),
+            None => Ok(d),
+        }
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = self.storage();
+        let v = data.cpu();
+        let head: Vec<f32> = v.iter().take(8).copied().collect();
+        write!(
+            f,
+            "Tensor{}@{} {:?}{}",
+            self.shape(),
+            self.device(),
+            head,
+            if v.len() > 8 { "…" } else { "" }
+        )
+    }
+}
