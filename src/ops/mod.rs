@@ -8,3 +8,4 @@
 pub mod elementwise;
 pub mod layout;
 pub mod reduce;
+pub mod mbstd;
