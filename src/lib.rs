@@ -7,6 +7,8 @@ pub mod autograd;
 pub mod backend;
 pub mod device;
 pub mod error;
+pub mod model;
+pub mod nn;
 pub mod ops;
 pub mod shape;
 pub mod tensor;

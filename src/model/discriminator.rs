@@ -1,0 +1,354 @@
+//! `Discriminator`: blocks `b{R} … b8` and the 4×4 epilogue `b4`.
+
+use super::config::{Architecture, DiscriminatorConfig};
+use super::mapping::MappingNetwork;
+use crate::device::Device;
+use crate::error::Result;
+use crate::nn::{
+    join, resample_filter, Activation, Conv2dLayer, FullyConnected, Kind, MinibatchStd, Module,
+    FIR_TAPS,
+};
+use crate::tensor::Tensor;
+
+/// One resolution of the discriminator (official `DiscriminatorBlock`).
+pub struct DiscriminatorBlock {
+    /// 0 for the first (highest-resolution) block, which reads the image.
+    pub in_channels: usize,
+    pub tmp_channels: usize,
+    pub out_channels: usize,
+    pub resolution: usize,
+    pub img_channels: usize,
+    pub architecture: Architecture,
+    /// `[4, 4]` buffer (image downsampling with 'skip').
+    pub resample_filter: Tensor,
+    /// 1×1 lrelu; on the first block, and on every block with 'skip'.
+    pub fromrgb: Option<Conv2dLayer>,
+    /// 3×3 lrelu.
+    pub conv0: Conv2dLayer,
+    /// 3×3 lrelu, down 2.
+    pub conv1: Conv2dLayer,
+    /// With 'resnet': 1×1 down 2, no bias, linear.
+    pub skip: Option<Conv2dLayer>,
+}
+
+impl DiscriminatorBlock {
+    /// `layer_idx` counts the conv layers before this block (Freeze-D).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        in_channels: usize,
+        tmp_channels: usize,
+        out_channels: usize,
+        resolution: usize,
+        img_channels: usize,
+        architecture: Architecture,
+        conv_clamp: Option<f32>,
+        layer_idx: &mut usize,
+        freeze_layers: usize,
+        rng: &mut impl rand::Rng,
+        device: Device,
+    ) -> DiscriminatorBlock {
+        let mut trainable = || {
+            let t = *layer_idx >= freeze_layers;
+            *layer_idx += 1;
+            t
+        };
+        let fromrgb = (in_channels == 0 || architecture == Architecture::Skip).then(|| {
+            let tr = trainable();
+            Conv2dLayer::new(
+                img_channels,
+                tmp_channels,
+                1,
+                true,
+                Activation::Lrelu,
+                1,
+                1,
+                conv_clamp,
+                tr,
+                rng,
+                device,
+            )
+        });
+        let tr = trainable();
+        let conv0 = Conv2dLayer::new(
+            tmp_channels,
+            tmp_channels,
+            3,
+            true,
+            Activation::Lrelu,
+            1,
+            1,
+            conv_clamp,
+            tr,
+            rng,
+            device,
+        );
+        let tr = trainable();
+        let conv1 = Conv2dLayer::new(
+            tmp_channels,
+            out_channels,
+            3,
+            true,
+            Activation::Lrelu,
+            1,
+            2,
+            conv_clamp,
+            tr,
+            rng,
+            device,
+        );
+        let skip = (architecture == Architecture::Resnet).then(|| {
+            let tr = trainable();
+            Conv2dLayer::new(
+                tmp_channels,
+                out_channels,
+                1,
+                false,
+                Activation::Linear,
+                1,
+                2,
+                None,
+                tr,
+                rng,
+                device,
+            )
+        });
+        DiscriminatorBlock {
+            in_channels,
+            tmp_channels,
+            out_channels,
+            resolution,
+            img_channels,
+            architecture,
+            resample_filter: resample_filter(&FIR_TAPS, device),
+            fromrgb,
+            conv0,
+            conv1,
+            skip,
+        }
+    }
+}
+
+impl Module for DiscriminatorBlock {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        f(
+            join(prefix, "resample_filter"),
+            &self.resample_filter,
+            Kind::Buffer,
+        );
+        if let Some(l) = &self.fromrgb {
+            l.visit(&join(prefix, "fromrgb"), f);
+        }
+        self.conv0.visit(&join(prefix, "conv0"), f);
+        self.conv1.visit(&join(prefix, "conv1"), f);
+        if let Some(l) = &self.skip {
+            l.visit(&join(prefix, "skip"), f);
+        }
+    }
+}
+
+/// The 4×4 end of the discriminator (official `DiscriminatorEpilogue`):
+/// minibatch std, 3×3 conv, fc, out (and the label projection).
+pub struct DiscriminatorEpilogue {
+    pub in_channels: usize,
+    pub cmap_dim: usize,
+    pub resolution: usize,
+    pub img_channels: usize,
+    pub architecture: Architecture,
+    /// With 'skip'.
+    pub fromrgb: Option<Conv2dLayer>,
+    pub mbstd: Option<MinibatchStd>,
+    pub conv: Conv2dLayer,
+    pub fc: FullyConnected,
+    /// `C → 1`, or `C → cmap_dim` with labels.
+    pub out: FullyConnected,
+}
+
+impl DiscriminatorEpilogue {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        in_channels: usize,
+        cmap_dim: usize,
+        resolution: usize,
+        img_channels: usize,
+        architecture: Architecture,
+        mbstd_group_size: Option<usize>,
+        mbstd_num_channels: usize,
+        conv_clamp: Option<f32>,
+        rng: &mut impl rand::Rng,
+        device: Device,
+    ) -> DiscriminatorEpilogue {
+        let fromrgb = (architecture == Architecture::Skip).then(|| {
+            Conv2dLayer::new(
+                img_channels,
+                in_channels,
+                1,
+                true,
+                Activation::Lrelu,
+                1,
+                1,
+                None,
+                true,
+                rng,
+                device,
+            )
+        });
+        let mbstd = (mbstd_num_channels > 0).then_some(MinibatchStd {
+            group_size: mbstd_group_size,
+            num_channels: mbstd_num_channels,
+        });
+        let conv = Conv2dLayer::new(
+            in_channels + mbstd_num_channels,
+            in_channels,
+            3,
+            true,
+            Activation::Lrelu,
+            1,
+            1,
+            conv_clamp,
+            true,
+            rng,
+            device,
+        );
+        let fc = FullyConnected::new(
+            in_channels * resolution * resolution,
+            in_channels,
+            true,
+            Activation::Lrelu,
+            1.0,
+            0.0,
+            rng,
+            device,
+        );
+        let out = FullyConnected::new(
+            in_channels,
+            if cmap_dim == 0 { 1 } else { cmap_dim },
+            true,
+            Activation::Linear,
+            1.0,
+            0.0,
+            rng,
+            device,
+        );
+        DiscriminatorEpilogue {
+            in_channels,
+            cmap_dim,
+            resolution,
+            img_channels,
+            architecture,
+            fromrgb,
+            mbstd,
+            conv,
+            fc,
+            out,
+        }
+    }
+}
+
+impl Module for DiscriminatorEpilogue {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        if let Some(l) = &self.fromrgb {
+            l.visit(&join(prefix, "fromrgb"), f);
+        }
+        self.conv.visit(&join(prefix, "conv"), f);
+        self.fc.visit(&join(prefix, "fc"), f);
+        self.out.visit(&join(prefix, "out"), f);
+    }
+}
+
+/// Official `Discriminator`; state-dict names `b{res}.*`, `mapping.*`, `b4.*`.
+pub struct Discriminator {
+    pub config: DiscriminatorConfig,
+    pub blocks: Vec<DiscriminatorBlock>,
+    /// Label mapping `c → cmap` when `c_dim > 0`.
+    pub mapping: Option<MappingNetwork>,
+    pub b4: DiscriminatorEpilogue,
+}
+
+impl Discriminator {
+    /// A discriminator with the official initialization, drawn from `rng`.
+    pub fn new(
+        cfg: &DiscriminatorConfig,
+        rng: &mut impl rand::Rng,
+        device: Device,
+    ) -> Result<Discriminator> {
+        cfg.validate()?;
+        let mut layer_idx = 0;
+        let blocks = cfg
+            .block_resolutions()
+            .into_iter()
+            .map(|res| {
+                let in_channels = if res < cfg.img_resolution {
+                    cfg.channels(res)
+                } else {
+                    0
+                };
+                DiscriminatorBlock::new(
+                    in_channels,
+                    cfg.channels(res),
+                    cfg.channels(res / 2),
+                    res,
+                    cfg.img_channels,
+                    cfg.architecture,
+                    cfg.conv_clamp,
+                    &mut layer_idx,
+                    cfg.freeze_layers,
+                    rng,
+                    device,
+                )
+            })
+            .collect();
+        let cmap_dim = cfg.effective_cmap_dim();
+        let mapping = (cfg.c_dim > 0).then(|| {
+            MappingNetwork::new(
+                0,
+                cfg.c_dim,
+                cmap_dim,
+                None,
+                cfg.mapping_layers,
+                0.01,
+                None,
+                rng,
+                device,
+            )
+        });
+        let b4 = DiscriminatorEpilogue::new(
+            cfg.channels(4),
+            cmap_dim,
+            4,
+            cfg.img_channels,
+            cfg.architecture,
+            cfg.mbstd_group_size,
+            cfg.mbstd_num_channels,
+            cfg.conv_clamp,
+            rng,
+            device,
+        );
+        Ok(Discriminator {
+            config: cfg.clone(),
+            blocks,
+            mapping,
+            b4,
+        })
+    }
+}
+
+impl Module for Discriminator {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        for b in &self.blocks {
+            b.visit(&join(prefix, &format!("b{}", b.resolution)), f);
+        }
+        if let Some(m) = &self.mapping {
+            m.visit(&join(prefix, "mapping"), f);
+        }
+        self.b4.visit(&join(prefix, "b4"), f);
+    }
+}
+
+impl std::fmt::Debug for Discriminator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discriminator")
+            .field("config", &self.config)
+            .field("num_params", &self.num_params())
+            .finish()
+    }
+}

@@ -1,0 +1,62 @@
+//! `FullyConnectedLayer` with equalized learning rate.
+
+use super::{param, Activation, Kind, Module};
+use crate::device::Device;
+use crate::tensor::Tensor;
+
+/// `y = act(x · (W·lr_mul/√in)ᵀ + b·lr_mul)`; `W` is stored N(0,1)/lr_mul.
+pub struct FullyConnected {
+    /// `[out, in]`.
+    pub weight: Tensor,
+    /// `[out]`.
+    pub bias: Option<Tensor>,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub activation: Activation,
+    pub lr_multiplier: f32,
+}
+
+impl FullyConnected {
+    /// Official init: weight N(0,1)/lr_multiplier, bias `bias_init`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        activation: Activation,
+        lr_multiplier: f32,
+        bias_init: f32,
+        rng: &mut impl rand::Rng,
+        device: Device,
+    ) -> FullyConnected {
+        let w = Tensor::randn(vec![out_features, in_features], rng, device);
+        let weight = if lr_multiplier == 1.0 {
+            w
+        } else {
+            let v = w.to_vec().iter().map(|x| x / lr_multiplier).collect();
+            Tensor::from_vec(v, vec![out_features, in_features], device).expect("same size")
+        };
+        FullyConnected {
+            weight: param(weight),
+            bias: bias.then(|| param(Tensor::full(bias_init, vec![out_features], device))),
+            in_features,
+            out_features,
+            activation,
+            lr_multiplier,
+        }
+    }
+
+    /// Runtime gain of the weight: `lr_mul / √in`.
+    pub fn weight_gain(&self) -> f32 {
+        self.lr_multiplier / (self.in_features as f32).sqrt()
+    }
+}
+
+impl Module for FullyConnected {
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor, Kind)) {
+        f(super::join(prefix, "weight"), &self.weight, Kind::Param);
+        if let Some(b) = &self.bias {
+            f(super::join(prefix, "bias"), b, Kind::Param);
+        }
+    }
+}
