@@ -5,6 +5,8 @@
 //! Most ops are methods of `Tensor` (`x.add(&y)?`); ops with parameters of
 //! their own are functions of their family's module.
 
+pub mod conv;
 pub mod elementwise;
 pub mod layout;
+pub mod matmul;
 pub mod reduce;

@@ -1,8 +1,10 @@
 //! The CPU reference: plain f32 loops parallelized with rayon, GEMM through
 //! the `gemm` crate. Each file holds one op family and works on slices.
 
+pub mod conv;
 pub mod elementwise;
 pub mod layout;
+pub mod matmul;
 pub mod reduce;
 
 /// Below this many elements a loop runs on one thread: spawning costs more.
