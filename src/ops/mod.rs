@@ -6,8 +6,10 @@
 //! their own are functions of their family's module.
 
 pub mod bias_act;
+pub mod conv;
 pub mod elementwise;
 pub mod layout;
+pub mod matmul;
 pub mod mbstd;
 pub mod noise;
 pub mod reduce;

@@ -2,8 +2,10 @@
 //! the `gemm` crate. Each file holds one op family and works on slices.
 
 pub mod bias_act;
+pub mod conv;
 pub mod elementwise;
 pub mod layout;
+pub mod matmul;
 pub mod noise;
 pub mod reduce;
 pub mod upfirdn;
