@@ -131,9 +131,9 @@ pub fn modulated_conv2d(
     let (resample, conv_pad, flip) = match (p.up, filter) {
         (1, _) => (None, p.padding, !p.flip_weight),
         (2, Some(f)) => {
-            let (fh, fw) = match f.dims() {
-                &[fh, fw] => (fh, fw),
-                &[k] => (k, k),
+            let (fh, fw) = match *f.dims() {
+                [fh, fw] => (fh, fw),
+                [k] => (k, k),
                 _ => {
                     return shape_err(
                         OP,
@@ -141,10 +141,12 @@ pub fn modulated_conv2d(
                     )
                 }
             };
+            // Official conv2d_resample: pad0 += (f + up - 1) // 2, pad1 += (f - up) // 2
+            // (Python floor division: negative for filters smaller than `up`).
+            let up = 2isize;
             let pad = |fsz: usize| {
-                let p0 = p.padding + (fsz + 1) / 2;
-                let p1 = p.padding + (fsz - 2) / 2;
-                (p0 as isize, p1 as isize)
+                let (fsz, base) = (fsz as isize, p.padding as isize);
+                (base + (fsz + up - 1).div_euclid(2), base + (fsz - up).div_euclid(2))
             };
             let ((x0, x1), (y0, y1)) = (pad(fw), pad(fh));
             let fir = UpFirDn {
