@@ -11,6 +11,7 @@ pub mod elementwise;
 pub mod layout;
 pub mod matmul;
 pub mod mbstd;
+pub mod modconv;
 pub mod noise;
 pub mod reduce;
 pub mod upfirdn;
