@@ -501,6 +501,12 @@ impl DiscriminatorConfig {
             self.channel_max,
             self.conv_clamp,
         )?;
+        if self.img_resolution < 8 {
+            return Err(bad(format!(
+                "discriminator.img_resolution {} must be ≥ 8 (the 4×4 epilogue follows at least one block)",
+                self.img_resolution
+            )));
+        }
         if self.mbstd_group_size == Some(0) {
             return Err(bad(
                 "discriminator.mbstd_group_size must be ≥ 1 (or null for the whole batch)".into(),

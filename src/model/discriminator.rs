@@ -1,13 +1,14 @@
 //! `Discriminator`: blocks `b{R} … b8` and the 4×4 epilogue `b4`.
 
 use super::config::{Architecture, DiscriminatorConfig};
-use super::mapping::MappingNetwork;
+use super::mapping::{MappingNetwork, Truncation};
 use crate::device::Device;
-use crate::error::Result;
+use crate::error::{invalid, shape_err, Result};
 use crate::nn::{
-    join, resample_filter, Activation, Conv2dLayer, FullyConnected, Kind, MinibatchStd, Module,
-    FIR_TAPS,
+    join, resample_filter, Activation, Conv2dLayer, Ctx, FullyConnected, Kind, MinibatchStd,
+    Module, FIR_TAPS,
 };
+use crate::ops::upfirdn::downsample2d;
 use crate::tensor::Tensor;
 
 /// One resolution of the discriminator (official `DiscriminatorBlock`).
@@ -350,5 +351,194 @@ impl std::fmt::Debug for Discriminator {
             .field("config", &self.config)
             .field("num_params", &self.num_params())
             .finish()
+    }
+}
+
+fn run_conv(l: &Conv2dLayer, name: &str, x: &Tensor, gain: f32, ctx: &mut Ctx) -> Result<Tensor> {
+    ctx.enter(name);
+    let y = l.forward(x, gain);
+    if let Ok(y) = &y {
+        ctx.record("", y);
+    }
+    ctx.leave();
+    y
+}
+
+impl DiscriminatorBlock {
+    /// `x [N, in, res, res]` (None for the first block) and `img [N, C, res, res]`
+    /// (needed by the first block and with 'skip') → `(x [N, out, res/2, res/2], img)`.
+    pub fn forward(
+        &self,
+        x: Option<&Tensor>,
+        img: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        const OP: &str = "DiscriminatorBlock";
+        let r = self.resolution;
+        if let Some(x) = x {
+            if x.rank() != 4 || x.dims()[1..] != [self.in_channels, r, r] {
+                return shape_err(
+                    OP,
+                    format!(
+                        "input {} is not [N, {}, {r}, {r}]",
+                        x.shape(),
+                        self.in_channels
+                    ),
+                );
+            }
+        }
+        let mut x = x.cloned();
+        let mut img_out = None;
+        if let Some(fromrgb) = &self.fromrgb {
+            let Some(img) = img else {
+                return invalid(OP, format!("block b{r} needs the image"));
+            };
+            if img.rank() != 4 || img.dims()[1..] != [self.img_channels, r, r] {
+                return shape_err(
+                    OP,
+                    format!(
+                        "image {} is not [N, {}, {r}, {r}]",
+                        img.shape(),
+                        self.img_channels
+                    ),
+                );
+            }
+            let y = run_conv(fromrgb, "fromrgb", img, 1.0, ctx)?;
+            x = Some(match x {
+                Some(x) => x.add(&y)?,
+                None => y,
+            });
+            if self.architecture == Architecture::Skip {
+                img_out = Some(downsample2d(img, &self.resample_filter, 2, 1.0)?);
+            }
+        }
+        let Some(x) = x else {
+            return invalid(OP, format!("block b{r} needs the input x"));
+        };
+        let sqrt_half = 0.5f32.sqrt();
+        let x = match &self.skip {
+            Some(skip) => {
+                let y = run_conv(skip, "skip", &x, sqrt_half, ctx)?;
+                let h = run_conv(&self.conv0, "conv0", &x, 1.0, ctx)?;
+                let h = run_conv(&self.conv1, "conv1", &h, sqrt_half, ctx)?;
+                y.add(&h)?
+            }
+            None => {
+                let h = run_conv(&self.conv0, "conv0", &x, 1.0, ctx)?;
+                run_conv(&self.conv1, "conv1", &h, 1.0, ctx)?
+            }
+        };
+        ctx.record("x", &x);
+        Ok((x, img_out))
+    }
+}
+
+impl DiscriminatorEpilogue {
+    /// `x [N, C, 4, 4]` → logits `[N, 1]` (projected on `cmap [N, cmap_dim]`
+    /// with labels).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        img: Option<&Tensor>,
+        cmap: Option<&Tensor>,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        const OP: &str = "DiscriminatorEpilogue";
+        let r = self.resolution;
+        if x.rank() != 4 || x.dims()[1..] != [self.in_channels, r, r] {
+            return shape_err(
+                OP,
+                format!(
+                    "input {} is not [N, {}, {r}, {r}]",
+                    x.shape(),
+                    self.in_channels
+                ),
+            );
+        }
+        let n = x.dims()[0];
+        let mut x = x.clone();
+        if let Some(fromrgb) = &self.fromrgb {
+            let Some(img) = img else {
+                return invalid(OP, "the 'skip' epilogue needs the image");
+            };
+            x = x.add(&run_conv(fromrgb, "fromrgb", img, 1.0, ctx)?)?;
+        }
+        if let Some(mbstd) = &self.mbstd {
+            x = mbstd.forward(&x)?;
+            ctx.record("mbstd", &x);
+        }
+        let x = run_conv(&self.conv, "conv", &x, 1.0, ctx)?;
+        let x = self
+            .fc
+            .forward(&x.reshape(vec![n, self.in_channels * r * r])?)?;
+        ctx.record("fc", &x);
+        let mut x = self.out.forward(&x)?;
+        ctx.record("out", &x);
+        if self.cmap_dim > 0 {
+            let Some(cmap) = cmap else {
+                return invalid(OP, "a conditional discriminator needs the mapped label");
+            };
+            if cmap.dims() != [n, self.cmap_dim] {
+                return shape_err(
+                    OP,
+                    format!("cmap {} is not [{n}, {}]", cmap.shape(), self.cmap_dim),
+                );
+            }
+            x = x
+                .mul(cmap)?
+                .sum(&[1], true)?
+                .scale(1.0 / (self.cmap_dim as f32).sqrt())?;
+        }
+        Ok(x)
+    }
+}
+
+impl Discriminator {
+    /// `D(img, c)`: images `[N, C, R, R]` (and labels `[N, c_dim]` when
+    /// `c_dim > 0`) → logits `[N, 1]`.
+    pub fn forward(&self, img: &Tensor, c: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        let cfg = &self.config;
+        let r = cfg.img_resolution;
+        if img.rank() != 4 || img.dims()[1..] != [cfg.img_channels, r, r] {
+            return shape_err(
+                "Discriminator",
+                format!(
+                    "images {} are not [N, {}, {r}, {r}]",
+                    img.shape(),
+                    cfg.img_channels
+                ),
+            );
+        }
+        let mut x: Option<Tensor> = None;
+        let mut im = Some(img.clone());
+        for b in &self.blocks {
+            ctx.enter(&format!("b{}", b.resolution));
+            let out = b.forward(x.as_ref(), im.as_ref(), ctx);
+            ctx.leave();
+            let (nx, nim) = out?;
+            x = Some(nx);
+            im = nim;
+        }
+        let cmap = match &self.mapping {
+            Some(m) => {
+                ctx.enter("mapping");
+                let cm = m.forward(None, c, Truncation::default(), false, ctx);
+                ctx.leave();
+                Some(cm?)
+            }
+            None => None,
+        };
+        let Some(x) = x else {
+            return Err(crate::Error::Internal(
+                "discriminator without blocks".into(),
+            ));
+        };
+        ctx.enter("b4");
+        let logits = self.b4.forward(&x, im.as_ref(), cmap.as_ref(), ctx);
+        if let Ok(l) = &logits {
+            ctx.record("", l);
+        }
+        ctx.leave();
+        logits
     }
 }

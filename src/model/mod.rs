@@ -12,7 +12,7 @@ pub use config::{
     Architecture, DiscriminatorConfig, GeneratorConfig, ModelConfig, TrainingDefaults, PRESETS,
 };
 pub use discriminator::{Discriminator, DiscriminatorBlock, DiscriminatorEpilogue};
-pub use generator::Generator;
+pub use generator::{mapping_with_mixing, mix_styles, style_mixing_cutoff, Generator};
 pub use io::{load_discriminator, load_generator, read_networks, save_networks, CONFIG_KEY};
-pub use mapping::MappingNetwork;
-pub use synthesis::{SynthesisBlock, SynthesisNetwork};
+pub use mapping::{normalize_2nd_moment, MappingNetwork, Truncation};
+pub use synthesis::{SynthesisBlock, SynthesisNetwork, SynthesisOptions};

@@ -2,10 +2,13 @@
 
 use super::config::{Architecture, GeneratorConfig};
 use crate::device::Device;
+use crate::error::{invalid, shape_err, Result};
 use crate::nn::{
-    join, param, resample_filter, Activation, Conv2dLayer, Kind, Module, SynthesisLayer, ToRgb,
-    FIR_TAPS,
+    join, param, resample_filter, Activation, Conv2dLayer, Ctx, Kind, Module, NoiseMode,
+    SynthesisLayer, ToRgb, FIR_TAPS,
 };
+use crate::ops::modconv::ModConvPath;
+use crate::ops::upfirdn::upsample2d;
 use crate::tensor::Tensor;
 
 /// One resolution of the synthesis network (official `SynthesisBlock`).
@@ -196,5 +199,163 @@ impl Module for SynthesisNetwork {
         for b in &self.blocks {
             b.visit(&join(prefix, &format!("b{}", b.resolution)), f);
         }
+    }
+}
+
+/// How the synthesis network runs: noise source and modulated-conv path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SynthesisOptions {
+    pub noise_mode: NoiseMode,
+    pub path: ModConvPath,
+}
+
+impl SynthesisOptions {
+    pub fn noise(noise_mode: NoiseMode) -> SynthesisOptions {
+        SynthesisOptions {
+            noise_mode,
+            ..Default::default()
+        }
+    }
+}
+
+/// `ws[:, i]` as `[N, w_dim]`.
+fn w_row(ws: &Tensor, i: usize) -> Result<Tensor> {
+    let (n, d) = (ws.dims()[0], ws.dims()[2]);
+    ws.narrow(1, i, 1)?.reshape(vec![n, d])
+}
+
+impl SynthesisBlock {
+    /// One block: `x` (None for the first), `img` (None before the first
+    /// ToRGB), `ws [N, num_conv + num_torgb, w_dim]` → `(x, img)`.
+    pub fn forward(
+        &self,
+        x: Option<&Tensor>,
+        img: Option<&Tensor>,
+        ws: &Tensor,
+        opts: SynthesisOptions,
+        ctx: &mut Ctx,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        const OP: &str = "SynthesisBlock";
+        let n = ws.dims()[0];
+        let half = self.resolution / 2;
+        let mut wi = 0;
+        let mut next_w = || {
+            wi += 1;
+            w_row(ws, wi - 1)
+        };
+        let sqrt_half = 0.5f32.sqrt();
+        let layer =
+            |l: &SynthesisLayer, name: &str, x: &Tensor, w: &Tensor, gain: f32, ctx: &mut Ctx| {
+                ctx.enter(name);
+                let y = l.forward(x, w, opts.noise_mode, opts.path, gain, ctx);
+                if let Ok(y) = &y {
+                    ctx.record("", y);
+                }
+                ctx.leave();
+                y
+            };
+        let x = match (&self.const_input, &self.conv0) {
+            (Some(c), _) => {
+                let x = c.unsqueeze(0)?.broadcast_to(
+                    &vec![n, self.out_channels, self.resolution, self.resolution].into(),
+                )?;
+                layer(&self.conv1, "conv1", &x, &next_w()?, 1.0, ctx)?
+            }
+            (None, Some(conv0)) => {
+                let Some(x) = x else {
+                    return invalid(OP, format!("block b{} needs the input x", self.resolution));
+                };
+                if x.dims() != [n, self.in_channels, half, half] {
+                    return shape_err(
+                        OP,
+                        format!(
+                            "input {} is not [{n}, {}, {half}, {half}]",
+                            x.shape(),
+                            self.in_channels
+                        ),
+                    );
+                }
+                match &self.skip {
+                    Some(skip) => {
+                        ctx.enter("skip");
+                        let y = skip.forward(x, sqrt_half)?;
+                        ctx.record("", &y);
+                        ctx.leave();
+                        let h = layer(conv0, "conv0", x, &next_w()?, 1.0, ctx)?;
+                        let h = layer(&self.conv1, "conv1", &h, &next_w()?, sqrt_half, ctx)?;
+                        y.add(&h)?
+                    }
+                    None => {
+                        let h = layer(conv0, "conv0", x, &next_w()?, 1.0, ctx)?;
+                        layer(&self.conv1, "conv1", &h, &next_w()?, 1.0, ctx)?
+                    }
+                }
+            }
+            (None, None) => return Err(crate::Error::Internal("block without input".into())),
+        };
+        let mut img = match img {
+            Some(img) => {
+                if img.dims() != [n, self.img_channels, half, half] {
+                    return shape_err(
+                        OP,
+                        format!(
+                            "image {} is not [{n}, {}, {half}, {half}]",
+                            img.shape(),
+                            self.img_channels
+                        ),
+                    );
+                }
+                Some(upsample2d(img, &self.resample_filter, 2, 1.0)?)
+            }
+            None => None,
+        };
+        if let Some(torgb) = &self.torgb {
+            ctx.enter("torgb");
+            let y = torgb.forward(&x, &next_w()?, opts.path, ctx)?;
+            ctx.record("", &y);
+            ctx.leave();
+            img = Some(match img {
+                Some(i) => i.add(&y)?,
+                None => y,
+            });
+        }
+        if let Some(i) = &img {
+            ctx.record("img", i);
+        }
+        Ok((x, img))
+    }
+}
+
+impl SynthesisNetwork {
+    /// `ws [N, num_ws, w_dim]` → image `[N, img_channels, R, R]`. Block r
+    /// reads `ws[:, k .. k + num_conv + num_torgb]` and advances k by
+    /// num_conv, so a ToRGB shares its w with the next block's conv0.
+    pub fn forward(&self, ws: &Tensor, opts: SynthesisOptions, ctx: &mut Ctx) -> Result<Tensor> {
+        if ws.rank() != 3 || ws.dims()[1] != self.num_ws || ws.dims()[2] != self.w_dim {
+            return shape_err(
+                "SynthesisNetwork",
+                format!(
+                    "ws {} is not [N, {}, {}]",
+                    ws.shape(),
+                    self.num_ws,
+                    self.w_dim
+                ),
+            );
+        }
+        let mut w_idx = 0;
+        let mut x: Option<Tensor> = None;
+        let mut img: Option<Tensor> = None;
+        for b in &self.blocks {
+            let k = b.num_conv() + b.num_torgb();
+            let bws = ws.narrow(1, w_idx, k)?;
+            w_idx += b.num_conv();
+            ctx.enter(&format!("b{}", b.resolution));
+            let out = b.forward(x.as_ref(), img.as_ref(), &bws, opts, ctx);
+            ctx.leave();
+            let (nx, nimg) = out?;
+            x = Some(nx);
+            img = nimg;
+        }
+        img.ok_or_else(|| crate::Error::Internal("synthesis produced no image".into()))
     }
 }

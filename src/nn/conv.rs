@@ -2,6 +2,10 @@
 
 use super::{join, param, resample_filter, Activation, Kind, Module, FIR_TAPS};
 use crate::device::Device;
+use crate::error::{invalid, shape_err, Result};
+use crate::ops::bias_act::bias_act;
+use crate::ops::conv::{conv2d, Conv2d};
+use crate::ops::upfirdn::{upfirdn2d, UpFirDn};
 use crate::tensor::Tensor;
 
 /// `y = clamp(act(conv2d_resample(x, W/√(Cin·k²)) + b) · gain)`.
@@ -81,5 +85,118 @@ impl Module for Conv2dLayer {
             &self.resample_filter,
             Kind::Buffer,
         );
+    }
+}
+
+/// The official `conv2d_resample`: a convolution with `w` (`[O, I, k, k]`,
+/// gains already applied) of `x` upsampled by `up` or downsampled by `down`
+/// with the FIR filter `f`, `padding` relative to the upsampled image.
+/// `flip_weight` = true is a correlation (F.conv2d), false a convolution.
+pub fn conv2d_resample(
+    x: &Tensor,
+    w: &Tensor,
+    f: &Tensor,
+    up: usize,
+    down: usize,
+    padding: usize,
+    flip_weight: bool,
+) -> Result<Tensor> {
+    const OP: &str = "conv2d_resample";
+    let &[_, _, kh, kw] = w.dims() else {
+        return shape_err(OP, format!("weight {} is not [O, I, kh, kw]", w.shape()));
+    };
+    let &[fh, fw] = f.dims() else {
+        return shape_err(OP, format!("filter {} is not [fh, fw]", f.shape()));
+    };
+    if up == 0 || down == 0 || (up > 1 && down > 1) {
+        return invalid(
+            OP,
+            format!("up {up}, down {down}: one of them must be 1, both ≥ 1"),
+        );
+    }
+    let (fh, fw, p) = (fh as isize, fw as isize, padding as isize);
+    let (u, d) = (up as isize, down as isize);
+    let mut pad = [p, p, p, p];
+    if up > 1 {
+        pad[0] += (fw + u - 1).div_euclid(2);
+        pad[1] += (fw - u).div_euclid(2);
+        pad[2] += (fh + u - 1).div_euclid(2);
+        pad[3] += (fh - u).div_euclid(2);
+    }
+    if down > 1 {
+        pad[0] += (fw - d + 1).div_euclid(2);
+        pad[1] += (fw - d).div_euclid(2);
+        pad[2] += (fh - d + 1).div_euclid(2);
+        pad[3] += (fh - d).div_euclid(2);
+    }
+    let wc = if flip_weight {
+        w.clone()
+    } else {
+        w.flip(&[2, 3])?
+    };
+    let valid = Conv2d::default();
+    let pointwise = kh == 1 && kw == 1;
+    if up == 1 && down == 1 {
+        return conv2d(
+            x,
+            &wc,
+            Conv2d {
+                padding: [padding, padding],
+                ..valid
+            },
+        );
+    }
+    if down > 1 {
+        let fir = UpFirDn {
+            up: [1, 1],
+            down: if pointwise { [down, down] } else { [1, 1] },
+            pad,
+            flip_filter: false,
+            gain: 1.0,
+        };
+        let xf = upfirdn2d(x, f, &fir)?;
+        let stride = if pointwise { [1, 1] } else { [down, down] };
+        return conv2d(&xf, &wc, Conv2d { stride, ..valid });
+    }
+    let fir = UpFirDn {
+        up: [up, up],
+        down: [1, 1],
+        pad,
+        flip_filter: false,
+        gain: (up * up) as f32,
+    };
+    if pointwise {
+        upfirdn2d(&conv2d(x, &wc, valid)?, f, &fir)
+    } else {
+        conv2d(&upfirdn2d(x, f, &fir)?, &wc, valid)
+    }
+}
+
+impl Conv2dLayer {
+    /// `x [N, Cin, H, W] → [N, Cout, H·up/down, W·up/down]`; `gain` scales the
+    /// activation's gain and the clamp (the resnet branches use √0.5).
+    pub fn forward(&self, x: &Tensor, gain: f32) -> Result<Tensor> {
+        if x.rank() != 4 || x.dims()[1] != self.in_channels {
+            return shape_err(
+                "Conv2dLayer",
+                format!("input {} is not [N, {}, H, W]", x.shape(), self.in_channels),
+            );
+        }
+        let w = self.weight.scale(self.weight_gain())?;
+        let y = conv2d_resample(
+            x,
+            &w,
+            &self.resample_filter,
+            self.up,
+            self.down,
+            self.kernel_size / 2,
+            self.up == 1,
+        )?;
+        bias_act(
+            &y,
+            self.bias.as_ref(),
+            1,
+            &self.activation.bias_act(gain, self.conv_clamp),
+        )
     }
 }

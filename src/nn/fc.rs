@@ -2,6 +2,8 @@
 
 use super::{param, Activation, Kind, Module};
 use crate::device::Device;
+use crate::error::{shape_err, Result};
+use crate::ops::bias_act::bias_act;
 use crate::tensor::Tensor;
 
 /// `y = act(x · (W·lr_mul/√in)ᵀ + b·lr_mul)`; `W` is stored N(0,1)/lr_mul.
@@ -58,5 +60,25 @@ impl Module for FullyConnected {
         if let Some(b) = &self.bias {
             f(super::join(prefix, "bias"), b, Kind::Param);
         }
+    }
+}
+
+impl FullyConnected {
+    /// `x [N, in] → [N, out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.rank() != 2 || x.dims()[1] != self.in_features {
+            return shape_err(
+                "FullyConnected",
+                format!("input {} is not [N, {}]", x.shape(), self.in_features),
+            );
+        }
+        let w = self.weight.scale(self.weight_gain())?;
+        let y = x.matmul(&w.transpose(0, 1)?)?;
+        let b = match &self.bias {
+            Some(b) if self.lr_multiplier != 1.0 => Some(b.scale(self.lr_multiplier)?),
+            Some(b) => Some(b.clone()),
+            None => None,
+        };
+        bias_act(&y, b.as_ref(), 1, &self.activation.bias_act(1.0, None))
     }
 }

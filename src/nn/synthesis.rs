@@ -1,8 +1,13 @@
 //! `SynthesisLayer` (modulated conv, noise, bias, lrelu) and `ToRGBLayer`.
 
-use super::{join, param, resample_filter, Activation, FullyConnected, Kind, Module, FIR_TAPS};
+use super::{
+    join, param, resample_filter, Activation, Ctx, FullyConnected, Kind, Module, FIR_TAPS,
+};
 use crate::device::Device;
-use crate::error::{invalid, Result};
+use crate::error::{invalid, shape_err, Result};
+use crate::ops::bias_act::bias_act;
+use crate::ops::modconv::{modulated_conv2d, ModConv, ModConvPath};
+use crate::ops::noise::noise_inject;
 use crate::tensor::Tensor;
 
 /// Where a synthesis layer's noise comes from.
@@ -187,5 +192,104 @@ impl Module for ToRgb {
         f(join(prefix, "weight"), &self.weight, Kind::Param);
         f(join(prefix, "bias"), &self.bias, Kind::Param);
         self.affine.visit(&join(prefix, "affine"), f);
+    }
+}
+
+impl SynthesisLayer {
+    /// `x [N, Cin, res/up, res/up]`, `w [N, w_dim]` → `[N, Cout, res, res]`.
+    /// `gain` scales the activation gain and the clamp.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        noise_mode: NoiseMode,
+        path: ModConvPath,
+        gain: f32,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        const OP: &str = "SynthesisLayer";
+        let in_res = self.resolution / self.up;
+        let &[n, c, h, wd] = x.dims() else {
+            return shape_err(OP, format!("input {} is not [N, C, H, W]", x.shape()));
+        };
+        if c != self.in_channels || h != in_res || wd != in_res {
+            return shape_err(
+                OP,
+                format!(
+                    "input {} is not [N, {}, {in_res}, {in_res}]",
+                    x.shape(),
+                    self.in_channels
+                ),
+            );
+        }
+        let styles = self.affine.forward(w)?;
+        ctx.record("affine", &styles);
+        let p = ModConv {
+            demodulate: true,
+            up: self.up,
+            padding: self.kernel_size / 2,
+            flip_weight: self.up == 1,
+        };
+        let mut y = modulated_conv2d(
+            x,
+            &self.weight,
+            &styles,
+            Some(&self.resample_filter),
+            p,
+            path,
+        )?;
+        if let (Some(strength), Some(noise_const)) = (&self.noise_strength, &self.noise_const) {
+            let r = self.resolution;
+            let noise = match noise_mode {
+                NoiseMode::None => None,
+                NoiseMode::Const => Some(noise_const.reshape(vec![1, 1, r, r])?),
+                NoiseMode::Random => {
+                    let Some(rng) = ctx.rng.as_deref_mut() else {
+                        return invalid(
+                            OP,
+                            "noise mode 'random' needs a random generator in the forward context",
+                        );
+                    };
+                    Some(Tensor::randn(vec![n, 1, r, r], rng, x.device()))
+                }
+            };
+            if let Some(noise) = noise {
+                y = noise_inject(&y, &noise, strength)?;
+            }
+        }
+        bias_act(
+            &y,
+            Some(&self.bias),
+            1,
+            &self.activation.bias_act(gain, self.conv_clamp),
+        )
+    }
+}
+
+impl ToRgb {
+    /// `x [N, Cin, H, W]`, `w [N, w_dim]` → `[N, img_channels, H, W]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        path: ModConvPath,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
+        if x.rank() != 4 || x.dims()[1] != self.in_channels {
+            return shape_err(
+                "ToRGB",
+                format!("input {} is not [N, {}, H, W]", x.shape(), self.in_channels),
+            );
+        }
+        let styles = self.affine.forward(w)?;
+        ctx.record("affine", &styles);
+        let styles = styles.scale(self.weight_gain())?;
+        let y = modulated_conv2d(x, &self.weight, &styles, None, ModConv::torgb(), path)?;
+        bias_act(
+            &y,
+            Some(&self.bias),
+            1,
+            &Activation::Linear.bias_act(1.0, self.conv_clamp),
+        )
     }
 }
