@@ -1,6 +1,7 @@
 //! The networks: configurations, mapping, synthesis, generator,
 //! discriminator, and their safetensors files.
 
+pub mod cli;
 pub mod config;
 pub mod discriminator;
 pub mod generator;
