@@ -5,6 +5,7 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod bench;
 pub mod device;
 pub mod error;
 pub mod ops;
