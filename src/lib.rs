@@ -5,6 +5,7 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod bench;
 pub mod device;
 pub mod error;
 pub mod model;
@@ -28,3 +29,8 @@ pub fn rng(seed: u64) -> Rng {
     use rand::SeedableRng;
     Rng::seed_from_u64(seed)
 }
+
+/// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

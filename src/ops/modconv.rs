@@ -146,7 +146,10 @@ pub fn modulated_conv2d(
             let up = 2isize;
             let pad = |fsz: usize| {
                 let (fsz, base) = (fsz as isize, p.padding as isize);
-                (base + (fsz + up - 1).div_euclid(2), base + (fsz - up).div_euclid(2))
+                (
+                    base + (fsz + up - 1).div_euclid(2),
+                    base + (fsz - up).div_euclid(2),
+                )
             };
             let ((x0, x1), (y0, y1)) = (pad(fw), pad(fh));
             let fir = UpFirDn {
