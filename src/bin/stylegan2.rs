@@ -3,6 +3,11 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use stylegan2::model::cli::{self as mcli, GenerateOptions};
+use stylegan2::model::{
+    load_generator, save_networks, Discriminator, Generator, ModelConfig, Truncation,
+};
+use stylegan2::nn::synthesis::NoiseMode;
 use stylegan2::{bench, Device};
 
 #[derive(Parser)]
@@ -33,6 +38,72 @@ enum Command {
         #[arg(long, default_value = "bench.json")]
         out: PathBuf,
     },
+    /// Write a freshly initialized network file (G, D, G_ema) for a preset.
+    Init {
+        /// stylegan2, paper256, paper512, paper1024, cifar, auto or tiny.
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        #[arg(long, default_value_t = 32)]
+        resolution: usize,
+        #[arg(long, default_value_t = 3)]
+        channels: usize,
+        /// Label dimensions (0: unconditional).
+        #[arg(long, default_value_t = 0)]
+        c_dim: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write one PNG per seed and a grid PNG.
+    Generate {
+        #[arg(long)]
+        weights: PathBuf,
+        /// Seeds: "0-15", "1,5,9" or a mix.
+        #[arg(long, default_value = "0-15")]
+        seeds: String,
+        /// Truncation ψ (1: none).
+        #[arg(long, default_value_t = 1.0)]
+        trunc: f32,
+        /// Truncate only the first N ws.
+        #[arg(long)]
+        trunc_cutoff: Option<usize>,
+        /// const, random or none.
+        #[arg(long, default_value = "const")]
+        noise_mode: String,
+        /// Class of a conditional generator.
+        #[arg(long)]
+        class: Option<usize>,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The style-mixing figure: row seeds × column seeds, with the column
+    /// seeds' styles at the chosen layers.
+    StyleMix {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long, default_value = "0-4")]
+        rows: String,
+        #[arg(long, default_value = "5-9")]
+        cols: String,
+        /// Indices of the ws taken from the column seeds, e.g. "0-6".
+        #[arg(long, default_value = "0-6")]
+        styles: String,
+        #[arg(long, default_value_t = 1.0)]
+        trunc: f32,
+        #[arg(long, default_value = "const")]
+        noise_mode: String,
+        #[arg(long)]
+        class: Option<usize>,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a network file's configuration and parameter counts.
+    Info { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +148,87 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             std::fs::write(&out, json)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Init {
+            preset,
+            resolution,
+            channels,
+            c_dim,
+            seed,
+            out,
+        } => {
+            let cfg = ModelConfig::preset(&preset, resolution, channels, c_dim)?;
+            let mut rng = stylegan2::rng(seed);
+            let g = Generator::new(&cfg.generator, &mut rng, Device::Cpu)?;
+            let d = Discriminator::new(&cfg.discriminator, &mut rng, Device::Cpu)?;
+            save_networks(&out, &cfg, &[("G", &g), ("D", &d), ("G_ema", &g)])?;
+            println!(
+                "wrote {} ({preset}, {resolution}x{resolution})",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Generate {
+            weights,
+            seeds,
+            trunc,
+            trunc_cutoff,
+            noise_mode,
+            class,
+            device,
+            out,
+        } => {
+            let device = Device::parse(&device)?;
+            let opts = GenerateOptions {
+                seeds: mcli::parse_seeds(&seeds)?,
+                truncation: Truncation {
+                    psi: trunc,
+                    cutoff: trunc_cutoff,
+                },
+                noise_mode: NoiseMode::parse(&noise_mode)?,
+                class,
+                outdir: out,
+                grid: true,
+            };
+            let (_, g) = load_generator(&weights, device)?;
+            for path in mcli::generate(&g, &opts)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::StyleMix {
+            weights,
+            rows,
+            cols,
+            styles,
+            trunc,
+            noise_mode,
+            class,
+            device,
+            out,
+        } => {
+            let device = Device::parse(&device)?;
+            let styles: Vec<usize> = mcli::parse_seeds(&styles)?
+                .into_iter()
+                .map(|s| s as usize)
+                .collect();
+            let (_, g) = load_generator(&weights, device)?;
+            let fig = mcli::style_mix(
+                &g,
+                &mcli::parse_seeds(&rows)?,
+                &mcli::parse_seeds(&cols)?,
+                &styles,
+                Truncation::psi(trunc),
+                NoiseMode::parse(&noise_mode)?,
+                class,
+            )?;
+            mcli::save_png(&fig, &out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Info { file } => {
+            print!("{}", mcli::info(&file)?);
             Ok(())
         }
     }
