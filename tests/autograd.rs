@@ -13,13 +13,22 @@ fn grad_of_a_polynomial_and_its_derivatives() {
     // y = x³ at x = 2: dy/dx = 12, d²y/dx² = 12, d³y/dx³ = 6.
     let x = leaf(vec![2.0], &[1]);
     let y = x.square().unwrap().mul(&x).unwrap();
-    let g1 = grad(&[y], &[x.clone()], None, true).unwrap()[0].clone().unwrap();
+    let g1 = grad(&[y], &[x.clone()], None, true).unwrap()[0]
+        .clone()
+        .unwrap();
     assert_eq!(g1.to_vec(), vec![12.0]);
-    let g2 = grad(&[g1], &[x.clone()], None, true).unwrap()[0].clone().unwrap();
+    let g2 = grad(&[g1], &[x.clone()], None, true).unwrap()[0]
+        .clone()
+        .unwrap();
     assert_eq!(g2.to_vec(), vec![12.0]);
-    let g3 = grad(&[g2], &[x.clone()], None, false).unwrap()[0].clone().unwrap();
+    let g3 = grad(&[g2], &[x.clone()], None, false).unwrap()[0]
+        .clone()
+        .unwrap();
     assert_eq!(g3.to_vec(), vec![6.0]);
-    assert!(g3.is_leaf(), "without create_graph the gradient records no graph");
+    assert!(
+        g3.is_leaf(),
+        "without create_graph the gradient records no graph"
+    );
 }
 
 #[test]
@@ -40,7 +49,10 @@ fn grad_outputs_weight_the_outputs() {
     let g = grad(&[y.clone()], &[x.clone()], Some(&[w]), false).unwrap();
     assert_eq!(g[0].as_ref().unwrap().to_vec(), vec![2.0, 0.0, -2.0]);
     let bad = Tensor::zeros(vec![2], Device::Cpu);
-    assert!(grad(&[y], &[x], Some(&[bad]), false).unwrap_err().to_string().contains("grad"));
+    assert!(grad(&[y], &[x], Some(&[bad]), false)
+        .unwrap_err()
+        .to_string()
+        .contains("grad"));
 }
 
 #[test]
@@ -96,7 +108,8 @@ fn a_chain_of_100k_ops_is_built_differentiated_and_dropped() {
 fn assign_replaces_data_of_a_leaf() {
     let p = leaf(vec![1.0, 2.0], &[2]);
     let snapshot = p.scale(1.0).unwrap();
-    p.assign(&Tensor::from_vec(vec![5.0, 6.0], vec![2], Device::Cpu).unwrap()).unwrap();
+    p.assign(&Tensor::from_vec(vec![5.0, 6.0], vec![2], Device::Cpu).unwrap())
+        .unwrap();
     assert_eq!(p.to_vec(), vec![5.0, 6.0]);
     assert_eq!(snapshot.to_vec(), vec![1.0, 2.0]);
     assert!(p.assign(&Tensor::zeros(vec![3], Device::Cpu)).is_err());
@@ -107,9 +120,15 @@ fn seeded_random_tensors_are_reproducible() {
     let a = Tensor::randn(vec![4, 8], &mut stylegan2::rng(7), Device::Cpu);
     let b = Tensor::randn(vec![4, 8], &mut stylegan2::rng(7), Device::Cpu);
     assert_eq!(a.to_vec(), b.to_vec());
-    let mean: f32 = Tensor::randn(vec![10_000], &mut stylegan2::rng(1), Device::Cpu).to_vec().iter().sum::<f32>() / 1e4;
+    let mean: f32 = Tensor::randn(vec![10_000], &mut stylegan2::rng(1), Device::Cpu)
+        .to_vec()
+        .iter()
+        .sum::<f32>()
+        / 1e4;
     assert!(mean.abs() < 0.05, "mean {mean}");
-    let u = Tensor::uniform(vec![1000], -2.0, 3.0, &mut stylegan2::rng(2), Device::Cpu).unwrap().to_vec();
+    let u = Tensor::uniform(vec![1000], -2.0, 3.0, &mut stylegan2::rng(2), Device::Cpu)
+        .unwrap()
+        .to_vec();
     assert!(u.iter().all(|&v| (-2.0..3.0).contains(&v)));
     assert!(Tensor::uniform(vec![1], 1.0, 1.0, &mut stylegan2::rng(2), Device::Cpu).is_err());
 }

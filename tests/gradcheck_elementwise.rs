@@ -265,8 +265,21 @@ fn shape_errors_name_the_op() {
 fn minibatch_std() {
     use stylegan2::ops::mbstd::minibatch_std;
     // Group 2 over a batch of 4 (strided groups), and group 4 clipped to batch 3 → 3.
-    gradcheck("minibatch_std g2", |t| minibatch_std(&t[0], 2, 1), &[input(&[4, 3, 2, 3], 12)], Check::default());
-    gradcheck("minibatch_std g4/n3 f2", |t| minibatch_std(&t[0], 4, 2), &[input(&[3, 4, 3, 2], 13)], Check::default());
+    gradcheck(
+        "minibatch_std g2",
+        |t| minibatch_std(&t[0], 2, 1),
+        &[input(&[4, 3, 2, 3], 12)],
+        Check::default(),
+    );
+    gradcheck(
+        "minibatch_std g4/n3 f2",
+        |t| minibatch_std(&t[0], 4, 2),
+        &[input(&[3, 4, 3, 2], 13)],
+        Check::default(),
+    );
     let x = Tensor::zeros(vec![3, 2, 2, 2], Device::Cpu);
-    assert!(minibatch_std(&x, 2, 1).unwrap_err().to_string().contains("divisible"));
+    assert!(minibatch_std(&x, 2, 1)
+        .unwrap_err()
+        .to_string()
+        .contains("divisible"));
 }

@@ -11,7 +11,17 @@ fn simulator_runtime_passes_its_cpp_tests() {
         .arg(format!("{dir}/run.sh"))
         .output()
         .expect("bash must be available to build the simulator tests");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "kernels/sim/test/run.sh failed:\n{text}");
-    assert!(text.contains(" passed, 0 failed"), "no test summary in:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "kernels/sim/test/run.sh failed:\n{text}"
+    );
+    assert!(
+        text.contains(" passed, 0 failed"),
+        "no test summary in:\n{text}"
+    );
 }

@@ -7,5 +7,5 @@
 
 pub mod elementwise;
 pub mod layout;
-pub mod reduce;
 pub mod mbstd;
+pub mod reduce;
