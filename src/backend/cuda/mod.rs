@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The hint printed when `libnvrtc` cannot be loaded.
-pub(crate) const NVRTC_HINT: &str = "libnvrtc.so.13 not found: pip install nvidia-cuda-nvrtc \
+pub const NVRTC_HINT: &str = "libnvrtc.so.13 not found: pip install nvidia-cuda-nvrtc \
      and add its nvidia/cu13/lib to LD_LIBRARY_PATH";
 
 /// Whether `libcuda` (the driver) can be loaded.
@@ -55,15 +55,18 @@ fn cuda_err(what: &str, e: impl std::fmt::Display) -> Error {
 
 impl Gpu {
     fn open(ordinal: usize) -> Result<Gpu> {
+        let mut missing = Vec::new();
         if !driver_present() {
-            return Err(Error::Unavailable(
+            missing.push(
                 "libcuda.so not found: no NVIDIA driver on this machine (install the NVIDIA \
-                 driver to use a GPU; Device::Cpu and Device::Sim need none)"
-                    .into(),
-            ));
+                 driver to use a GPU; Device::Cpu and Device::Sim need none)",
+            );
         }
         if !nvrtc_present() {
-            return Err(Error::Unavailable(NVRTC_HINT.into()));
+            missing.push(NVRTC_HINT);
+        }
+        if !missing.is_empty() {
+            return Err(Error::Unavailable(missing.join("; ")));
         }
         let count = CudaContext::device_count()
             .map_err(|e| cuda_err("no CUDA device found (cuDeviceGetCount)", e))?;
