@@ -5,8 +5,11 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod bench;
 pub mod device;
 pub mod error;
+pub mod model;
+pub mod nn;
 pub mod ops;
 pub mod shape;
 pub mod tensor;
@@ -26,3 +29,8 @@ pub fn rng(seed: u64) -> Rng {
     use rand::SeedableRng;
     Rng::seed_from_u64(seed)
 }
+
+/// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

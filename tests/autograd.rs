@@ -13,15 +13,15 @@ fn grad_of_a_polynomial_and_its_derivatives() {
     // y = x³ at x = 2: dy/dx = 12, d²y/dx² = 12, d³y/dx³ = 6.
     let x = leaf(vec![2.0], &[1]);
     let y = x.square().unwrap().mul(&x).unwrap();
-    let g1 = grad(&[y], &[x.clone()], None, true).unwrap()[0]
+    let g1 = grad(&[y], std::slice::from_ref(&x), None, true).unwrap()[0]
         .clone()
         .unwrap();
     assert_eq!(g1.to_vec(), vec![12.0]);
-    let g2 = grad(&[g1], &[x.clone()], None, true).unwrap()[0]
+    let g2 = grad(&[g1], std::slice::from_ref(&x), None, true).unwrap()[0]
         .clone()
         .unwrap();
     assert_eq!(g2.to_vec(), vec![12.0]);
-    let g3 = grad(&[g2], &[x.clone()], None, false).unwrap()[0]
+    let g3 = grad(&[g2], std::slice::from_ref(&x), None, false).unwrap()[0]
         .clone()
         .unwrap();
     assert_eq!(g3.to_vec(), vec![6.0]);
@@ -46,7 +46,13 @@ fn grad_outputs_weight_the_outputs() {
     let x = leaf(vec![1.0, 2.0, 3.0], &[3]);
     let y = x.scale(2.0).unwrap();
     let w = Tensor::from_vec(vec![1.0, 0.0, -1.0], vec![3], Device::Cpu).unwrap();
-    let g = grad(&[y.clone()], &[x.clone()], Some(&[w]), false).unwrap();
+    let g = grad(
+        std::slice::from_ref(&y),
+        std::slice::from_ref(&x),
+        Some(&[w]),
+        false,
+    )
+    .unwrap();
     assert_eq!(g[0].as_ref().unwrap().to_vec(), vec![2.0, 0.0, -2.0]);
     let bad = Tensor::zeros(vec![2], Device::Cpu);
     assert!(grad(&[y], &[x], Some(&[bad]), false)
@@ -98,7 +104,13 @@ fn a_chain_of_100k_ops_is_built_differentiated_and_dropped() {
     for _ in 0..100_000 {
         y = y.add_scalar(1e-5).unwrap();
     }
-    let g = grad(&[y.clone()], &[x.clone()], None, false).unwrap();
+    let g = grad(
+        std::slice::from_ref(&y),
+        std::slice::from_ref(&x),
+        None,
+        false,
+    )
+    .unwrap();
     assert_eq!(g[0].as_ref().unwrap().to_vec(), vec![1.0]);
     // Dropping the last handle frees the chain without recursing 100k deep.
     drop(y);

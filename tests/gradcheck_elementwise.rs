@@ -133,20 +133,20 @@ fn reductions() {
             gradcheck(
                 "sum",
                 |t| t[0].sum(axes, keep),
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 Check::default(),
             );
             // A nonlinearity after the reduction makes the second order non-trivial.
             gradcheck(
                 "mean",
                 |t| t[0].mean(axes, keep)?.square(),
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 Check::default(),
             );
             gradcheck(
                 "max",
                 |t| t[0].max(axes, keep)?.square(),
-                &[xm.clone()],
+                std::slice::from_ref(&xm),
                 Check::default(),
             );
         }
@@ -167,43 +167,43 @@ fn layout_ops() {
     gradcheck(
         "reshape",
         |t| sq(&t[0].reshape(vec![4, 6])?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         Check::default(),
     );
     gradcheck(
         "permute",
         |t| sq(&t[0].permute(&[2, 0, 1])?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         Check::default(),
     );
     gradcheck(
         "transpose",
         |t| sq(&t[0].transpose(0, 2)?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         Check::default(),
     );
     gradcheck(
         "narrow",
         |t| sq(&t[0].narrow(2, 1, 2)?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         Check::default(),
     );
     gradcheck(
         "pad_zeros",
         |t| sq(&t[0].pad_zeros(1, 2, 1)?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         Check::default(),
     );
     gradcheck(
         "flip",
         |t| sq(&t[0].flip(&[0, 2])?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         Check::default(),
     );
     gradcheck(
         "broadcast_to",
         |t| sq(&t[0].broadcast_to(&stylegan2::Shape::new([5, 2, 3, 4]))?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
         Check::default(),
     );
     let y = input(&[2, 1, 4], 10);

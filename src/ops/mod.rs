@@ -5,7 +5,13 @@
 //! Most ops are methods of `Tensor` (`x.add(&y)?`); ops with parameters of
 //! their own are functions of their family's module.
 
+pub mod bias_act;
+pub mod conv;
 pub mod elementwise;
 pub mod layout;
+pub mod matmul;
 pub mod mbstd;
+pub mod modconv;
+pub mod noise;
 pub mod reduce;
+pub mod upfirdn;

@@ -2,6 +2,8 @@
 //! and tolerance comparisons.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use stylegan2::{grad, Device, Result, Tensor};
 
 /// Tolerances of a gradient check: `|analytic − numeric| ≤ atol + rtol · max|numeric|`.
@@ -148,8 +150,13 @@ pub fn gradcheck(
         .collect();
     let wrt_t: Vec<Tensor> = wrt.iter().map(|&k| inputs[k].clone()).collect();
 
-    let grads = grad(&[y], &wrt_t, Some(&[r_t.clone()]), check.second_order)
-        .unwrap_or_else(|e| panic!("{name}: backward failed: {e}"));
+    let grads = grad(
+        &[y],
+        &wrt_t,
+        Some(std::slice::from_ref(&r_t)),
+        check.second_order,
+    )
+    .unwrap_or_else(|e| panic!("{name}: backward failed: {e}"));
     let loss = |xs: &[Tensor]| dot(&f(xs).unwrap(), &r);
     for (j, &k) in wrt.iter().enumerate() {
         let num = numeric(&loss, inputs, k, check.eps);
@@ -187,7 +194,7 @@ pub fn gradcheck(
     let h_value = |xs: &[Tensor]| -> f64 {
         let y = f(xs).unwrap();
         let ts: Vec<Tensor> = wrt.iter().map(|&k| xs[k].clone()).collect();
-        let gs = grad(&[y], &ts, Some(&[r_t.clone()]), false).unwrap();
+        let gs = grad(&[y], &ts, Some(std::slice::from_ref(&r_t)), false).unwrap();
         gs.iter()
             .zip(&r2)
             .map(|(g, r2)| g.as_ref().map_or(0.0, |g| dot(g, r2)))

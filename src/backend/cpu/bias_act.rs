@@ -1,0 +1,129 @@
+//! Fused bias + activation + gain + clamp, and its gradient, elementwise
+//! (the official `bias_act_kernel`, grad 0 and 1).
+
+use super::PAR_MIN;
+use rayon::prelude::*;
+
+/// The activation of `bias_act`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// The identity.
+    Linear,
+    /// `x` where `x > 0`, else `alpha · x`.
+    Lrelu { alpha: f32 },
+}
+
+/// `y = clamp(act(x + b) · gain, −clamp, clamp)`: bias, then activation, then
+/// gain, then clamp (the official order). `gain` is the total multiplier,
+/// e.g. `√2 · layer_gain` for the official lrelu with a layer gain.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BiasAct {
+    pub act: Act,
+    pub gain: f32,
+    pub clamp: Option<f32>,
+}
+
+impl BiasAct {
+    /// Bias only: linear activation, gain 1, no clamp.
+    pub fn linear() -> Self {
+        BiasAct {
+            act: Act::Linear,
+            gain: 1.0,
+            clamp: None,
+        }
+    }
+
+    /// The official `lrelu` defaults: alpha 0.2, gain √2 (`def_gain`), no clamp.
+    pub fn lrelu() -> Self {
+        BiasAct {
+            act: Act::Lrelu { alpha: 0.2 },
+            gain: std::f32::consts::SQRT_2,
+            clamp: None,
+        }
+    }
+
+    /// Whether the op is the identity after the bias (its gradient is `dy`).
+    pub fn is_identity(&self) -> bool {
+        self.act == Act::Linear && self.gain == 1.0 && self.clamp.is_none()
+    }
+
+    #[inline]
+    fn forward_one(&self, x: f32) -> f32 {
+        let a = match self.act {
+            Act::Linear => x,
+            Act::Lrelu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    x * alpha
+                }
+            }
+        };
+        let y = a * self.gain;
+        match self.clamp {
+            // As the kernel: values outside (−c, c), NaN included, go to a bound.
+            Some(c) if !(y > -c && y < c) => {
+                if y >= 0.0 {
+                    c
+                } else {
+                    -c
+                }
+            }
+            _ => y,
+        }
+    }
+
+    /// `dy · act'(y) · gain`, zero where the output sat at the clamp
+    /// (`|y| < clamp` passes, as in the kernel). The slope of lrelu comes from
+    /// the sign of `y / gain`, the activation before the gain.
+    #[inline]
+    fn grad_one(&self, dy: f32, y: f32) -> f32 {
+        if let Some(c) = self.clamp {
+            if !(y > -c && y < c) {
+                return 0.0;
+            }
+        }
+        let d = match self.act {
+            Act::Linear => dy,
+            Act::Lrelu { alpha } => {
+                let yy = if self.gain != 0.0 { y / self.gain } else { 0.0 };
+                if yy > 0.0 {
+                    dy
+                } else {
+                    dy * alpha
+                }
+            }
+        };
+        d * self.gain
+    }
+}
+
+/// `bias_act` of `x` with the bias `b[(i / step) % b.len()]` added to element
+/// `i` (`step` = the product of the dims after the bias axis).
+pub fn bias_act(x: &[f32], b: Option<&[f32]>, step: usize, p: &BiasAct) -> Vec<f32> {
+    let one = |(i, &v): (usize, &f32)| -> f32 {
+        let v = match b {
+            Some(b) if !b.is_empty() => v + b[(i / step.max(1)) % b.len()],
+            _ => v,
+        };
+        p.forward_one(v)
+    };
+    if x.len() >= PAR_MIN {
+        x.par_iter().enumerate().map(one).collect()
+    } else {
+        x.iter().enumerate().map(one).collect()
+    }
+}
+
+/// The gradient of `bias_act` w.r.t. its input given the upstream gradient
+/// `dy` and the op's output `y` (same length).
+pub fn bias_act_grad(dy: &[f32], y: &[f32], p: &BiasAct) -> Vec<f32> {
+    if dy.len() >= PAR_MIN {
+        dy.par_iter()
+            .zip(y)
+            .map(|(&g, &v)| p.grad_one(g, v))
+            .collect()
+    } else {
+        dy.iter().zip(y).map(|(&g, &v)| p.grad_one(g, v)).collect()
+    }
+}

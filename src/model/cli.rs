@@ -1,0 +1,351 @@
+//! The library side of the `generate`, `style-mix` and `info` commands:
+//! latents from seeds, images to PNG, grids, the style-mixing figure and a
+//! report of a network file.
+
+use super::generator::Generator;
+use super::io::read_networks;
+use super::mapping::Truncation;
+use super::synthesis::SynthesisOptions;
+use super::{Discriminator, ModelConfig};
+use crate::device::Device;
+use crate::error::{invalid, shape_err, Error, Result};
+use crate::nn::{Ctx, Module, NoiseMode};
+use crate::tensor::Tensor;
+use image::{DynamicImage, GenericImage, GenericImageView, ImageBuffer, Luma, Rgb};
+use std::path::{Path, PathBuf};
+
+/// The latent of `seed`: `[1, z_dim]` standard normal from `stylegan2::rng(seed)`,
+/// the same on every device.
+pub fn latent(seed: u64, z_dim: usize, device: Device) -> Tensor {
+    Tensor::randn(vec![1, z_dim], &mut crate::rng(seed), device)
+}
+
+/// The one-hot label `[1, c_dim]` of `class` for a conditional generator;
+/// `None` for an unconditional one (where a class is an error, as is a
+/// missing class for a conditional one).
+pub fn class_label(g: &Generator, class: Option<usize>, device: Device) -> Result<Option<Tensor>> {
+    let c_dim = g.config.c_dim;
+    match (c_dim, class) {
+        (0, None) => Ok(None),
+        (0, Some(c)) => invalid(
+            "class",
+            format!("--class {c} given, but the generator is unconditional"),
+        ),
+        (_, None) => invalid(
+            "class",
+            format!(
+                "the generator is conditional: --class 0..{} is required",
+                c_dim - 1
+            ),
+        ),
+        (_, Some(c)) if c >= c_dim => invalid(
+            "class",
+            format!("--class {c} out of range: the generator has {c_dim} classes"),
+        ),
+        (_, Some(c)) => {
+            let mut v = vec![0.0; c_dim];
+            v[c] = 1.0;
+            Tensor::from_vec(v, vec![1, c_dim], device).map(Some)
+        }
+    }
+}
+
+/// Parses a seed list as the official scripts do: `"0,5,10-12"` → 0, 5, 10, 11, 12.
+pub fn parse_seeds(s: &str) -> Result<Vec<u64>> {
+    let bad = |part: &str| -> Result<Vec<u64>> {
+        invalid(
+            "seeds",
+            format!("'{part}' in '{s}' is not a seed or a range a-b"),
+        )
+    };
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) else {
+                    return bad(part);
+                };
+                if a > b {
+                    return bad(part);
+                }
+                out.extend(a..=b);
+            }
+            None => match part.parse::<u64>() {
+                Ok(v) => out.push(v),
+                Err(_) => return bad(part),
+            },
+        }
+    }
+    if out.is_empty() {
+        return invalid("seeds", format!("no seeds in '{s}'"));
+    }
+    Ok(out)
+}
+
+/// Images `[N, C, H, W]` in [-1, 1] to 8-bit images as the official
+/// scripts convert them: `(x·127.5 + 128)` clamped to [0, 255], truncated.
+/// C must be 1 (gray) or 3 (RGB).
+pub fn to_images(img: &Tensor) -> Result<Vec<DynamicImage>> {
+    let &[n, c, h, w] = img.dims() else {
+        return shape_err("to_images", format!("{} is not [N, C, H, W]", img.shape()));
+    };
+    if c != 1 && c != 3 {
+        return shape_err(
+            "to_images",
+            format!("{c} channels: only 1 (gray) and 3 (RGB) images can be written"),
+        );
+    }
+    let v = img.to_vec();
+    let px = |x: f32| (x * 127.5 + 128.0).clamp(0.0, 255.0) as u8;
+    let (w32, h32) = (w as u32, h as u32);
+    Ok((0..n)
+        .map(|i| {
+            let at =
+                |ch: usize, y: u32, x: u32| v[((i * c + ch) * h + y as usize) * w + x as usize];
+            if c == 1 {
+                DynamicImage::ImageLuma8(ImageBuffer::from_fn(w32, h32, |x, y| {
+                    Luma([px(at(0, y, x))])
+                }))
+            } else {
+                DynamicImage::ImageRgb8(ImageBuffer::from_fn(w32, h32, |x, y| {
+                    Rgb([px(at(0, y, x)), px(at(1, y, x)), px(at(2, y, x))])
+                }))
+            }
+        })
+        .collect())
+}
+
+/// Tiles equally sized images row by row, `cols` per row (black padding).
+pub fn grid(images: &[DynamicImage], cols: usize) -> Result<DynamicImage> {
+    let Some(first) = images.first() else {
+        return invalid("grid", "no images");
+    };
+    let (w, h) = first.dimensions();
+    if images.iter().any(|i| i.dimensions() != (w, h)) {
+        return invalid("grid", "images differ in size");
+    }
+    let cols = cols.clamp(1, images.len());
+    let rows = images.len().div_ceil(cols);
+    let mut canvas = match first {
+        DynamicImage::ImageLuma8(_) => DynamicImage::new_luma8(w * cols as u32, h * rows as u32),
+        _ => DynamicImage::new_rgb8(w * cols as u32, h * rows as u32),
+    };
+    for (k, im) in images.iter().enumerate() {
+        let (x, y) = ((k % cols) as u32 * w, (k / cols) as u32 * h);
+        canvas
+            .copy_from(im, x, y)
+            .map_err(|e| Error::Internal(format!("grid: {e}")))?;
+    }
+    Ok(canvas)
+}
+
+/// Writes a PNG, creating the parent directory.
+pub fn save_png(img: &DynamicImage, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+    }
+    img.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+}
+
+/// Options of `generate`.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub seeds: Vec<u64>,
+    /// Truncation ψ (1 = none) and cutoff.
+    pub truncation: Truncation,
+    pub noise_mode: NoiseMode,
+    /// Class of a conditional generator.
+    pub class: Option<usize>,
+    pub outdir: PathBuf,
+    /// Also write `grid.png` with all seeds.
+    pub grid: bool,
+}
+
+/// The image of one seed: z from the seed, random noise (if asked) from
+/// the seed too, so a seed names one image on every device.
+pub fn generate_seed(
+    g: &Generator,
+    seed: u64,
+    trunc: Truncation,
+    noise_mode: NoiseMode,
+    class: Option<usize>,
+) -> Result<Tensor> {
+    let device = g.synthesis.blocks[0].conv1.weight.device();
+    let _guard = crate::no_grad();
+    let mut rng = crate::rng(seed);
+    let z = Tensor::randn(vec![1, g.config.z_dim], &mut rng, device);
+    let c = class_label(g, class, device)?;
+    g.forward(
+        &z,
+        c.as_ref(),
+        trunc,
+        SynthesisOptions::noise(noise_mode),
+        &mut Ctx::with_rng(&mut rng),
+    )
+}
+
+/// Writes `seed{NNNN}.png` per seed into `outdir` (and `grid.png`);
+/// returns the paths written.
+pub fn generate(g: &Generator, opts: &GenerateOptions) -> Result<Vec<PathBuf>> {
+    if opts.seeds.is_empty() {
+        return invalid("generate", "no seeds");
+    }
+    let mut written = Vec::new();
+    let mut all = Vec::new();
+    for &seed in &opts.seeds {
+        let img = generate_seed(g, seed, opts.truncation, opts.noise_mode, opts.class)?;
+        let im = to_images(&img)?.remove(0);
+        let path = opts.outdir.join(format!("seed{seed:04}.png"));
+        save_png(&im, &path)?;
+        written.push(path);
+        all.push(im);
+    }
+    if opts.grid {
+        let cols = (all.len() as f64).sqrt().ceil() as usize;
+        let path = opts.outdir.join("grid.png");
+        save_png(&grid(&all, cols)?, &path)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The official style-mixing figure: the top row shows the column seeds,
+/// the left column the row seeds, and cell (r, c) the row seed's ws with
+/// the rows `col_styles` taken from the column seed. Returns the image.
+pub fn style_mix(
+    g: &Generator,
+    row_seeds: &[u64],
+    col_seeds: &[u64],
+    col_styles: &[usize],
+    trunc: Truncation,
+    noise_mode: NoiseMode,
+    class: Option<usize>,
+) -> Result<DynamicImage> {
+    if row_seeds.is_empty() || col_seeds.is_empty() {
+        return invalid(
+            "style_mix",
+            "needs at least one row seed and one column seed",
+        );
+    }
+    let num_ws = g.num_ws();
+    if let Some(&bad) = col_styles.iter().find(|&&s| s >= num_ws) {
+        return invalid(
+            "style_mix",
+            format!(
+                "style {bad} out of range: the generator has {num_ws} ws (0..{})",
+                num_ws - 1
+            ),
+        );
+    }
+    let device = g.synthesis.blocks[0].conv1.weight.device();
+    let _guard = crate::no_grad();
+    let c = class_label(g, class, device)?;
+    let ws_of = |seed: u64| -> Result<Tensor> {
+        let z = latent(seed, g.config.z_dim, device);
+        g.mapping(&z, c.as_ref(), trunc, false, &mut Ctx::new())
+    };
+    // Noise: one generator for the whole figure (const/none need none).
+    let mut rng = crate::rng(0);
+    let mut synth = |ws: &Tensor| -> Result<DynamicImage> {
+        let img = g.synthesis(
+            ws,
+            SynthesisOptions::noise(noise_mode),
+            &mut Ctx::with_rng(&mut rng),
+        )?;
+        Ok(to_images(&img)?.remove(0))
+    };
+    let row_ws: Vec<Tensor> = row_seeds.iter().map(|&s| ws_of(s)).collect::<Result<_>>()?;
+    let col_ws: Vec<Tensor> = col_seeds.iter().map(|&s| ws_of(s)).collect::<Result<_>>()?;
+    let mut cells: Vec<Option<DynamicImage>> = vec![None];
+    for w in &col_ws {
+        cells.push(Some(synth(w)?));
+    }
+    for rw in &row_ws {
+        cells.push(Some(synth(rw)?));
+        for cw in &col_ws {
+            let rows: Vec<Tensor> = (0..num_ws)
+                .map(|i| {
+                    let src = if col_styles.contains(&i) { cw } else { rw };
+                    src.narrow(1, i, 1)
+                })
+                .collect::<Result<_>>()?;
+            cells.push(Some(synth(&Tensor::concat(&rows, 1)?)?));
+        }
+    }
+    let sample = cells[1].as_ref().expect("a column image");
+    let blank = match sample {
+        DynamicImage::ImageLuma8(_) => DynamicImage::new_luma8(sample.width(), sample.height()),
+        _ => DynamicImage::new_rgb8(sample.width(), sample.height()),
+    };
+    let images: Vec<DynamicImage> = cells
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|| blank.clone()))
+        .collect();
+    grid(&images, col_seeds.len() + 1)
+}
+
+/// A report of a network file: its configuration and, per network
+/// (`G`, `D`, `G_ema`), the number of tensors and of trainable parameters.
+pub fn info(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    let (config, sd) = read_networks(path, Device::Cpu)?;
+    let mut out = format!("{}\n", path.display());
+    let mut prefixes: Vec<String> = Vec::new();
+    for n in sd.names() {
+        let p = n.split('.').next().unwrap_or("").to_string();
+        if !prefixes.contains(&p) {
+            prefixes.push(p);
+        }
+    }
+    prefixes.sort();
+    match &config {
+        Some(cfg) => out += &format!("config ({}):\n{}\n", cfg.preset, cfg.to_json()?),
+        None => out += "no stylegan2 config in the metadata\n",
+    }
+    for p in &prefixes {
+        let sub = sd.sub(p);
+        let total: usize = sub.iter().map(|(_, t)| t.numel()).sum();
+        let trainable = match (config.as_ref(), p.as_str()) {
+            (Some(cfg), "G" | "G_ema") => Some(param_count_of(
+                &Generator::new(&cfg.generator, &mut crate::rng(0), Device::Cpu)?,
+                &sub,
+            )),
+            (Some(cfg), "D") => Some(param_count_of(
+                &Discriminator::new(&cfg.discriminator, &mut crate::rng(0), Device::Cpu)?,
+                &sub,
+            )),
+            _ => None,
+        };
+        out += &format!("{p}: {} tensors, {total} values", sub.len());
+        if let Some(t) = trainable {
+            out += &format!(", {t} trainable parameters");
+        }
+        out += "\n";
+    }
+    Ok(out)
+}
+
+/// Values of `sd` that are parameters (not buffers) of `m`.
+fn param_count_of(m: &dyn Module, sd: &crate::nn::StateDict) -> usize {
+    m.parameters()
+        .iter()
+        .filter_map(|(n, _)| sd.get(n))
+        .map(Tensor::numel)
+        .sum()
+}
+
+/// `info` for a configuration alone: parameter counts of a fresh G and D.
+pub fn config_summary(cfg: &ModelConfig) -> Result<String> {
+    let mut rng = crate::rng(0);
+    let g = Generator::new(&cfg.generator, &mut rng, Device::Cpu)?;
+    let d = Discriminator::new(&cfg.discriminator, &mut rng, Device::Cpu)?;
+    Ok(format!(
+        "{}: G {} parameters ({} ws), D {} parameters",
+        cfg.preset,
+        g.num_params(),
+        g.num_ws(),
+        d.num_params()
+    ))
+}

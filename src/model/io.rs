@@ -1,0 +1,89 @@
+//! Network files: safetensors with every network's state dict under a
+//! prefix (`G.`, `D.`, `G_ema.`) and the [`ModelConfig`] JSON in the header
+//! metadata under [`CONFIG_KEY`].
+
+use super::config::ModelConfig;
+use super::discriminator::Discriminator;
+use super::generator::Generator;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::nn::{Module, StateDict};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Metadata key of the configuration JSON.
+pub const CONFIG_KEY: &str = "stylegan2.config";
+
+/// Writes the state dicts of `nets` (name prefix, network) and `config` to
+/// one safetensors file.
+pub fn save_networks(
+    path: impl AsRef<Path>,
+    config: &ModelConfig,
+    nets: &[(&str, &dyn Module)],
+) -> Result<()> {
+    let mut sd = StateDict::new();
+    for (prefix, net) in nets {
+        sd.extend_prefixed(prefix, &net.state_dict());
+    }
+    let mut meta = HashMap::new();
+    meta.insert(CONFIG_KEY.to_string(), config.to_json()?);
+    meta.insert("format".to_string(), "pt".to_string());
+    sd.save_safetensors(path, Some(meta))
+}
+
+/// Reads a network file: its configuration (when the header has one) and
+/// all tensors.
+pub fn read_networks(
+    path: impl AsRef<Path>,
+    device: Device,
+) -> Result<(Option<ModelConfig>, StateDict)> {
+    let path = path.as_ref();
+    let (sd, meta) = StateDict::load_safetensors(path, device)?;
+    let config = meta
+        .get(CONFIG_KEY)
+        .map(|s| {
+            ModelConfig::from_json(s)
+                .map_err(|e| Error::Io(format!("{}: {CONFIG_KEY} metadata: {e}", path.display())))
+        })
+        .transpose()?;
+    Ok((config, sd))
+}
+
+fn need_config(path: &Path, config: Option<ModelConfig>) -> Result<ModelConfig> {
+    config.ok_or_else(|| {
+        Error::Io(format!(
+            "{}: no '{CONFIG_KEY}' metadata; the file does not say which networks it holds",
+            path.display()
+        ))
+    })
+}
+
+/// The generator of a network file: `G_ema.*` when present, else `G.*`.
+pub fn load_generator(path: impl AsRef<Path>, device: Device) -> Result<(ModelConfig, Generator)> {
+    let path = path.as_ref();
+    let (config, sd) = read_networks(path, device)?;
+    let config = need_config(path, config)?;
+    let prefix = if sd.names().any(|n| n.starts_with("G_ema.")) {
+        "G_ema"
+    } else {
+        "G"
+    };
+    let g = Generator::new(&config.generator, &mut crate::rng(0), device)?;
+    g.load_state_dict(&sd.sub(prefix))
+        .map_err(|e| Error::Io(format!("{} ({prefix}.*): {e}", path.display())))?;
+    Ok((config, g))
+}
+
+/// The discriminator (`D.*`) of a network file.
+pub fn load_discriminator(
+    path: impl AsRef<Path>,
+    device: Device,
+) -> Result<(ModelConfig, Discriminator)> {
+    let path = path.as_ref();
+    let (config, sd) = read_networks(path, device)?;
+    let config = need_config(path, config)?;
+    let d = Discriminator::new(&config.discriminator, &mut crate::rng(0), device)?;
+    d.load_state_dict(&sd.sub("D"))
+        .map_err(|e| Error::Io(format!("{} (D.*): {e}", path.display())))?;
+    Ok((config, d))
+}
