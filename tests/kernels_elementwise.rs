@@ -250,7 +250,13 @@ fn to_device_moves_values_and_gradients() {
         assert_eq!(y.to_vec(), x.to_vec());
         let back = y.exp().unwrap().to_device(Device::Cpu).unwrap();
         assert_eq!(back.device(), Device::Cpu);
-        let g = stylegan2::grad(&[back.sum_all().unwrap()], &[x.clone()], None, false).unwrap();
+        let g = stylegan2::grad(
+            &[back.sum_all().unwrap()],
+            std::slice::from_ref(&x),
+            None,
+            false,
+        )
+        .unwrap();
         let g = g[0].as_ref().unwrap();
         assert_eq!(g.device(), Device::Cpu);
         common::assert_close(

@@ -273,7 +273,7 @@ pub fn on_every_device(
 pub fn with_grads(y: Tensor, xs: &[&Tensor]) -> Result<Vec<Tensor>> {
     let r = Tensor::from_vec(values(y.numel(), 77), y.dims().to_vec(), y.device())?;
     let inputs: Vec<Tensor> = xs.iter().map(|&x| x.clone()).collect();
-    let gs = grad(&[y.clone()], &inputs, Some(&[r]), true)?;
+    let gs = grad(std::slice::from_ref(&y), &inputs, Some(&[r]), true)?;
     let mut out = vec![y];
     for (g, x) in gs.into_iter().zip(xs) {
         out.push(match g {
