@@ -57,6 +57,15 @@ impl Storage {
         }
     }
 
+    /// Host data as the storage of a tensor on `device`; a failed upload to a
+    /// GPU is an error.
+    pub(crate) fn try_from_host(data: Vec<f32>, device: Device) -> Result<Storage> {
+        Ok(match device {
+            Device::Cuda(n) => Storage::Cuda(crate::backend::cuda::upload(n, &data)?),
+            Device::Cpu | Device::Sim => Storage::Cpu(data),
+        })
+    }
+
     /// Host data as the storage of a tensor on `device`: uploaded for a GPU
     /// (kept on the host, to be uploaded at first use, if the upload fails).
     pub(crate) fn from_host(data: Vec<f32>, device: Device) -> Storage {
@@ -220,7 +229,7 @@ impl Tensor {
             });
         }
         Ok(Tensor::from_storage(
-            Storage::from_host(data, device),
+            Storage::try_from_host(data, device)?,
             shape,
             device,
             None,
@@ -275,7 +284,7 @@ impl Tensor {
         let shape = shape.into();
         let data = (0..shape.numel()).map(|_| dist.sample(rng)).collect();
         Ok(Tensor::from_storage(
-            Storage::from_host(data, device),
+            Storage::try_from_host(data, device)?,
             shape,
             device,
             None,

@@ -39,12 +39,14 @@ fn ops_on_an_absent_gpu_fail_with_errors() {
     if Device::cuda(0).is_ok() {
         return; // there is a GPU: kernels_elementwise runs on it
     }
-    // A tensor may name the device (its data stays on the host)...
+    // An infallible constructor may name the device (its data stays on the host)...
     let x = Tensor::ones(vec![2, 3], Device::Cuda(0));
     assert_eq!(x.to_vec(), vec![1.0; 6]);
     // ...but running a kernel, or moving data there, is an error.
     assert!(matches!(x.exp(), Err(Error::Unavailable(_))));
     assert!(matches!(x.sum_all(), Err(Error::Unavailable(_))));
+    let from_vec = Tensor::from_vec(vec![1.0, 2.0], vec![2], Device::Cuda(0));
+    assert!(matches!(from_vec, Err(Error::Unavailable(_))));
     let c = Tensor::ones(vec![2], Device::Cpu);
     assert!(matches!(
         c.to_device(Device::Cuda(0)),

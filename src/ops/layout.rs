@@ -3,7 +3,7 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::layout as cpu;
-use crate::backend::cuda::{self, elementwise as kernels};
+use crate::backend::cuda::elementwise as kernels;
 use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
 use crate::shape::Shape;
@@ -348,10 +348,7 @@ impl Tensor {
             return Ok(self.clone());
         }
         let data = self.storage().to_host_vec()?;
-        let storage = match device {
-            Device::Cuda(n) => Storage::Cuda(cuda::upload(n, &data)?),
-            Device::Cpu | Device::Sim => Storage::Cpu(data),
-        };
+        let storage = Storage::try_from_host(data, device)?;
         Ok(Tensor::from_op_storage(
             storage,
             self.shape().clone(),
