@@ -1,35 +1,65 @@
 //! Where a tensor's data lives and where its ops run.
 
+use crate::backend::cuda;
 use crate::error::{Error, Result};
 use std::fmt;
 
-/// A compute device. `Cpu` is the multi-threaded f32 reference; the CUDA
-/// backend and its CPU simulator add `Cuda(n)` and `Sim`.
+/// A compute device.
+///
+/// - `Cpu`: the multi-threaded f32 reference; the default.
+/// - `Cuda(n)`: GPU `n`, running the kernels of `kernels/` compiled by NVRTC.
+///   Make one with [`Device::cuda`], which checks that the driver, NVRTC and
+///   the device are there.
+/// - `Sim`: the same kernel sources compiled for the host and run by the CUDA
+///   simulator of `kernels/sim/` (slow; for testing kernels without a GPU).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Device {
     #[default]
     Cpu,
+    Cuda(usize),
+    Sim,
 }
 
 impl Device {
-    /// Parses a `--device` flag: `cpu`, or `auto` (the best device found,
-    /// the CPU when there is no GPU; the fallback is announced on stderr).
+    /// GPU `ordinal`, or `Error::Unavailable` naming what is missing (the
+    /// driver, NVRTC, or the device) and how to get it. Never panics.
+    pub fn cuda(ordinal: usize) -> Result<Device> {
+        cuda::probe(ordinal)?;
+        Ok(Device::Cuda(ordinal))
+    }
+
+    /// Parses a `--device` flag: `cpu`, `sim`, `cuda` (GPU 0), `cuda:N`, or
+    /// `auto` (GPU 0 when there is one, else the CPU; the fallback and its
+    /// reason are announced on stderr).
     pub fn parse(s: &str) -> Result<Device> {
         match s {
             "cpu" => Ok(Device::Cpu),
-            "auto" => {
-                eprintln!("stylegan2: no CUDA backend in this build yet; running on the CPU");
-                Ok(Device::Cpu)
-            }
-            "cuda" | "sim" => Err(Error::Unavailable(format!(
-                "device '{s}' is not part of this build yet (only 'cpu' and 'auto')"
-            ))),
-            other => Err(Error::Invalid {
-                op: "device",
-                msg: format!("unknown device '{other}': expected auto, cpu, cuda or sim"),
-            }),
+            "sim" => Ok(Device::Sim),
+            "cuda" => Device::cuda(0),
+            "auto" => match Device::cuda(0) {
+                Ok(d) => Ok(d),
+                Err(e) => {
+                    eprintln!("stylegan2: no usable GPU ({e}); running on the CPU");
+                    Ok(Device::Cpu)
+                }
+            },
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Device::cuda(n),
+                _ => Err(Error::Invalid {
+                    op: "device",
+                    msg: format!(
+                        "unknown device '{other}': expected auto, cpu, sim, cuda or cuda:N"
+                    ),
+                }),
+            },
         }
+    }
+
+    /// Whether the ops of this device run the kernels of `kernels/` (on a GPU
+    /// or in the simulator).
+    pub fn runs_kernels(self) -> bool {
+        matches!(self, Device::Cuda(_) | Device::Sim)
     }
 }
 
@@ -37,6 +67,8 @@ impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+            Device::Sim => write!(f, "sim"),
         }
     }
 }

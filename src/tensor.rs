@@ -12,15 +12,69 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// A device buffer. Contiguous, row-major.
+///
+/// `Cpu` is host memory: the storage of `Device::Cpu` and `Device::Sim`
+/// tensors (the simulator runs kernels on host pointers), and of `Device::Cuda`
+/// tensors computed on the host (uploaded when a kernel reads them). `Cuda` is
+/// GPU memory.
 pub(crate) enum Storage {
     Cpu(Vec<f32>),
+    Cuda(crate::backend::cuda::CudaBuffer),
 }
 
 impl Storage {
-    /// The host slice of a CPU buffer.
+    /// The data as a host slice. For GPU memory this copies the buffer to the
+    /// host once and keeps the copy.
+    ///
+    /// # Panics
+    /// When the copy from a GPU fails (a device fault): use `host()` to get
+    /// the error instead.
     pub(crate) fn cpu(&self) -> &[f32] {
+        self.host()
+            .unwrap_or_else(|e| panic!("reading a GPU buffer from the host: {e}"))
+    }
+
+    /// The data as a host slice, copying GPU memory to the host once.
+    pub(crate) fn host(&self) -> Result<&[f32]> {
         match self {
-            Storage::Cpu(v) => v,
+            Storage::Cpu(v) => Ok(v),
+            Storage::Cuda(b) => b.host(),
+        }
+    }
+
+    /// A fresh host copy of the data.
+    pub(crate) fn to_host_vec(&self) -> Result<Vec<f32>> {
+        match self {
+            Storage::Cpu(v) => Ok(v.clone()),
+            Storage::Cuda(b) => b.download(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(v) => v.len(),
+            Storage::Cuda(b) => b.len(),
+        }
+    }
+
+    /// Host data as the storage of a tensor on `device`; a failed upload to a
+    /// GPU is an error.
+    pub(crate) fn try_from_host(data: Vec<f32>, device: Device) -> Result<Storage> {
+        Ok(match device {
+            Device::Cuda(n) => Storage::Cuda(crate::backend::cuda::upload(n, &data)?),
+            Device::Cpu | Device::Sim => Storage::Cpu(data),
+        })
+    }
+
+    /// Host data as the storage of a tensor on `device`: uploaded for a GPU
+    /// (kept on the host, to be uploaded at first use, if the upload fails).
+    pub(crate) fn from_host(data: Vec<f32>, device: Device) -> Storage {
+        match device {
+            Device::Cuda(n) => match crate::backend::cuda::upload(n, &data) {
+                Ok(b) => Storage::Cuda(b),
+                Err(_) => Storage::Cpu(data),
+            },
+            Device::Cpu | Device::Sim => Storage::Cpu(data),
         }
     }
 }
@@ -87,8 +141,10 @@ impl Tensor {
         }))
     }
 
-    /// The result of an op: records `op` and `inputs` in the graph when grad
-    /// mode is on and any input needs a gradient.
+    /// The result of an op computed on the host: records `op` and `inputs` in
+    /// the graph when grad mode is on and any input needs a gradient. On a GPU
+    /// device the data stays on the host until a kernel reads it.
+    #[allow(dead_code)] // the op families without kernels yet use it
     pub(crate) fn from_op(
         data: Vec<f32>,
         shape: impl Into<Shape>,
@@ -106,6 +162,59 @@ impl Tensor {
         Tensor::from_storage(Storage::Cpu(data), shape, device, grad_fn)
     }
 
+    /// The result of an op computed on the device: like `from_op`, with the
+    /// result already in a device buffer.
+    pub(crate) fn from_op_storage(
+        storage: Storage,
+        shape: impl Into<Shape>,
+        device: Device,
+        op: impl Backward + 'static,
+        inputs: Vec<Tensor>,
+    ) -> Tensor {
+        let shape = shape.into();
+        debug_assert_eq!(storage.len(), shape.numel(), "{}: output size", op.name());
+        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.needs_grad());
+        let grad_fn = track.then(|| GradFn {
+            op: Box::new(op),
+            inputs,
+        });
+        Tensor::from_storage(storage, shape, device, grad_fn)
+    }
+
+    /// Like `from_op_storage`, sharing a buffer (reshape).
+    pub(crate) fn from_op_shared(
+        storage: Arc<Storage>,
+        shape: impl Into<Shape>,
+        device: Device,
+        op: impl Backward + 'static,
+        inputs: Vec<Tensor>,
+    ) -> Tensor {
+        let shape = shape.into();
+        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.needs_grad());
+        let grad_fn = track.then(|| GradFn {
+            op: Box::new(op),
+            inputs,
+        });
+        Tensor(Arc::new(Node {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            shape,
+            device,
+            storage: RwLock::new(storage),
+            requires_grad: AtomicBool::new(false),
+            grad_fn,
+            grad: Mutex::new(None),
+        }))
+    }
+
+    /// A constant (no graph) with a device-computed buffer.
+    pub(crate) fn from_device_storage(
+        storage: Storage,
+        shape: impl Into<Shape>,
+        device: Device,
+    ) -> Tensor {
+        Tensor::from_storage(storage, shape.into(), device, None)
+    }
+
     /// A tensor from host data; fails when `data.len()` does not match the shape.
     pub fn from_vec(data: Vec<f32>, shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
         let shape = shape.into();
@@ -120,7 +229,7 @@ impl Tensor {
             });
         }
         Ok(Tensor::from_storage(
-            Storage::Cpu(data),
+            Storage::try_from_host(data, device)?,
             shape,
             device,
             None,
@@ -130,7 +239,7 @@ impl Tensor {
     pub fn full(value: f32, shape: impl Into<Shape>, device: Device) -> Tensor {
         let shape = shape.into();
         Tensor::from_storage(
-            Storage::Cpu(vec![value; shape.numel()]),
+            Storage::from_host(vec![value; shape.numel()], device),
             shape,
             device,
             None,
@@ -157,7 +266,7 @@ impl Tensor {
         let data = (0..shape.numel())
             .map(|_| StandardNormal.sample(rng))
             .collect();
-        Tensor::from_storage(Storage::Cpu(data), shape, device, None)
+        Tensor::from_storage(Storage::from_host(data, device), shape, device, None)
     }
 
     /// Uniform samples in `[lo, hi)`; fails unless `lo < hi` and both are finite.
@@ -175,7 +284,7 @@ impl Tensor {
         let shape = shape.into();
         let data = (0..shape.numel()).map(|_| dist.sample(rng)).collect();
         Ok(Tensor::from_storage(
-            Storage::Cpu(data),
+            Storage::try_from_host(data, device)?,
             shape,
             device,
             None,
@@ -217,8 +326,18 @@ impl Tensor {
     }
 
     /// Copies the data to the host.
+    ///
+    /// # Panics
+    /// When the copy from a GPU fails (a device fault); `try_to_vec` returns
+    /// the error instead.
     pub fn to_vec(&self) -> Vec<f32> {
-        self.storage().cpu().to_vec()
+        self.try_to_vec()
+            .unwrap_or_else(|e| panic!("Tensor::to_vec on {}: {e}", self.device()))
+    }
+
+    /// Copies the data to the host.
+    pub fn try_to_vec(&self) -> Result<Vec<f32>> {
+        self.storage().to_host_vec()
     }
 
     /// The value of a one-element tensor.
@@ -229,7 +348,7 @@ impl Tensor {
                 msg: format!("tensor of shape {} is not a scalar", self.shape()),
             });
         }
-        Ok(self.storage().cpu()[0])
+        Ok(self.storage().host()?[0])
     }
 
     /// True for tensors made by no tracked op.
@@ -325,7 +444,10 @@ impl Tensor {
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let data = self.storage();
-        let v = data.cpu();
+        let v = match data.host() {
+            Ok(v) => v,
+            Err(e) => return write!(f, "Tensor{}@{} <{e}>", self.shape(), self.device()),
+        };
         let head: Vec<f32> = v.iter().take(8).copied().collect();
         write!(
             f,

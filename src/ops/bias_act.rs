@@ -9,6 +9,8 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::bias_act as cpu;
+use crate::device::Device;
+use crate::error::no_kernel;
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::Tensor;
 
@@ -115,12 +117,15 @@ pub fn bias_act(x: &Tensor, b: Option<&Tensor>, dim: usize, p: &BiasAct) -> Resu
         step = x.dims()[dim + 1..].iter().product();
     }
     let b_store = b.map(|b| b.storage());
-    let data = cpu::bias_act(
-        x.storage().cpu(),
-        b_store.as_ref().map(|s| s.cpu()),
-        step,
-        p,
-    );
+    let data = match device {
+        Device::Cpu => cpu::bias_act(
+            x.storage().cpu(),
+            b_store.as_ref().map(|s| s.cpu()),
+            step,
+            p,
+        ),
+        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+    };
     let mut inputs = vec![x.clone()];
     inputs.extend(b.cloned());
     Ok(Tensor::from_op(
@@ -147,7 +152,10 @@ pub fn bias_act_grad(dy: &Tensor, y: &Tensor, p: &BiasAct) -> Result<Tensor> {
     if dy.shape() != y.shape() {
         return shape_err(OP, format!("dy {} and y {} differ", dy.shape(), y.shape()));
     }
-    let data = cpu::bias_act_grad(dy.storage().cpu(), y.storage().cpu(), p);
+    let data = match device {
+        Device::Cpu => cpu::bias_act_grad(dy.storage().cpu(), y.storage().cpu(), p),
+        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+    };
     Ok(Tensor::from_op(
         data,
         dy.shape(),

@@ -13,6 +13,8 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::conv::{self as cpu, ConvGeom};
+use crate::device::Device;
+use crate::error::no_kernel;
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::Tensor;
 
@@ -255,7 +257,10 @@ pub fn conv2d(x: &Tensor, w: &Tensor, p: Conv2d) -> Result<Tensor> {
     let wdims = rank4(OP, "weight", "[O, C/groups, kh, kw]", w)?;
     let xs = format!("input {}", x.shape());
     let g = geometry(OP, &p, [n, c, h, wd], &xs, wdims, &w.shape().to_string())?;
-    let data = cpu::conv2d(x.storage().cpu(), w.storage().cpu(), &g);
+    let data = match device {
+        Device::Cpu => cpu::conv2d(x.storage().cpu(), w.storage().cpu(), &g),
+        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+    };
     Ok(Tensor::from_op(
         data,
         vec![g.n, g.o, g.oh, g.ow],
@@ -291,7 +296,10 @@ pub fn conv2d_input_grad(
         &g,
         &format!("{xs} and weight {ws}"),
     )?;
-    let data = cpu::conv2d_input_grad(gy.storage().cpu(), w.storage().cpu(), &g);
+    let data = match device {
+        Device::Cpu => cpu::conv2d_input_grad(gy.storage().cpu(), w.storage().cpu(), &g),
+        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+    };
     Ok(Tensor::from_op(
         data,
         vec![g.n, g.c, g.h, g.w],
@@ -335,7 +343,10 @@ pub fn conv2d_weight_grad(
         &g,
         &format!("{xs} and weight {ws}"),
     )?;
-    let data = cpu::conv2d_weight_grad(x.storage().cpu(), gy.storage().cpu(), &g);
+    let data = match device {
+        Device::Cpu => cpu::conv2d_weight_grad(x.storage().cpu(), gy.storage().cpu(), &g),
+        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+    };
     Ok(Tensor::from_op(
         data,
         wdims.to_vec(),

@@ -2,8 +2,11 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::elementwise::{self as cpu, Binary, Unary};
+use crate::backend::cuda::elementwise as cuda;
+use crate::device::Device;
 use crate::error::Result;
-use crate::tensor::Tensor;
+use crate::shape::Shape;
+use crate::tensor::{Storage, Tensor};
 
 struct UnaryOp(Unary);
 
@@ -49,18 +52,40 @@ impl Backward for UnaryOp {
 
 /// Applies `op`; `differentiable` false makes a constant (a mask) that records no graph.
 fn map(x: &Tensor, op: Unary, differentiable: bool) -> Result<Tensor> {
-    let data = cpu::unary(x.storage().cpu(), op);
-    if differentiable {
-        Ok(Tensor::from_op(
-            data,
-            x.shape(),
-            x.device(),
-            UnaryOp(op),
-            vec![x.clone()],
-        ))
+    let device = x.device();
+    let storage = match device {
+        Device::Cpu => Storage::Cpu(cpu::unary(x.storage().cpu(), op)),
+        Device::Cuda(_) | Device::Sim => cuda::unary(&x.storage(), x.numel(), device, op)?,
+    };
+    Ok(if differentiable {
+        Tensor::from_op_storage(storage, x.shape(), device, UnaryOp(op), vec![x.clone()])
     } else {
-        Tensor::from_vec(data, x.shape(), x.device())
-    }
+        Tensor::from_device_storage(storage, x.shape(), device)
+    })
+}
+
+/// `a op b` broadcast to `out`, on the tensors' device.
+fn binary_storage(
+    a: &Tensor,
+    b: &Tensor,
+    out: &Shape,
+    device: Device,
+    op: Binary,
+) -> Result<Storage> {
+    let (sa, sb) = (a.storage(), b.storage());
+    Ok(match device {
+        Device::Cpu => Storage::Cpu(cpu::binary(
+            sa.cpu(),
+            a.shape(),
+            sb.cpu(),
+            b.shape(),
+            out,
+            op,
+        )),
+        Device::Cuda(_) | Device::Sim => {
+            cuda::binary(&sa, a.shape(), &sb, b.shape(), out, device, op)?
+        }
+    })
 }
 
 struct BinaryOp(Binary);
@@ -108,16 +133,9 @@ impl Backward for BinaryOp {
 fn binary(a: &Tensor, b: &Tensor, op: Binary, name: &'static str) -> Result<Tensor> {
     let device = Tensor::same_device(name, &[a, b])?;
     let out = a.shape().broadcast(b.shape(), name)?;
-    let data = cpu::binary(
-        a.storage().cpu(),
-        a.shape(),
-        b.storage().cpu(),
-        b.shape(),
-        &out,
-        op,
-    );
-    Ok(Tensor::from_op(
-        data,
+    let storage = binary_storage(a, b, &out, device, op)?;
+    Ok(Tensor::from_op_storage(
+        storage,
         out,
         device,
         BinaryOp(op),
@@ -128,15 +146,8 @@ fn binary(a: &Tensor, b: &Tensor, op: Binary, name: &'static str) -> Result<Tens
 fn compare(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {
     let device = Tensor::same_device("compare", &[a, b])?;
     let out = a.shape().broadcast(b.shape(), "compare")?;
-    let data = cpu::binary(
-        a.storage().cpu(),
-        a.shape(),
-        b.storage().cpu(),
-        b.shape(),
-        &out,
-        op,
-    );
-    Tensor::from_vec(data, out, device)
+    let storage = binary_storage(a, b, &out, device, op)?;
+    Ok(Tensor::from_device_storage(storage, out, device))
 }
 
 impl Tensor {

@@ -3,9 +3,11 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::layout as cpu;
+use crate::backend::cuda::elementwise as kernels;
+use crate::device::Device;
 use crate::error::{shape_err, Error, Result};
 use crate::shape::Shape;
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
 struct ReshapeOp;
 
@@ -100,8 +102,30 @@ fn check_axis(op: &'static str, t: &Tensor, axis: usize) -> Result<()> {
 }
 
 /// Gathers `t` into `out_dims` with strides over its buffer (see `cpu::strided_gather`).
-fn gather(t: &Tensor, out_dims: &[usize], strides: &[isize], offset: isize) -> Vec<f32> {
-    cpu::strided_gather(t.storage().cpu(), out_dims, strides, offset)
+fn gather(t: &Tensor, out_dims: &[usize], strides: &[isize], offset: isize) -> Result<Storage> {
+    let device = t.device();
+    Ok(match device {
+        Device::Cpu => Storage::Cpu(cpu::strided_gather(
+            t.storage().cpu(),
+            out_dims,
+            strides,
+            offset,
+        )),
+        Device::Cuda(_) | Device::Sim => {
+            kernels::strided_gather(&t.storage(), t.numel(), out_dims, strides, offset, device)?
+        }
+    })
+}
+
+struct ToDeviceOp(Device);
+
+impl Backward for ToDeviceOp {
+    fn name(&self) -> &'static str {
+        "to_device"
+    }
+    fn backward(&self, _inputs: &[Tensor], _y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.to_device(self.0)?)])
+    }
 }
 
 impl Tensor {
@@ -117,8 +141,9 @@ impl Tensor {
         if &shape == self.shape() {
             return Ok(self.clone());
         }
-        Ok(Tensor::from_op(
-            self.storage().cpu().to_vec(),
+        // Same row-major data: the buffer is shared.
+        Ok(Tensor::from_op_shared(
+            self.storage(),
             shape,
             self.device(),
             ReshapeOp,
@@ -146,8 +171,8 @@ impl Tensor {
         let st = self.shape().strides();
         let dims: Vec<usize> = perm.iter().map(|&p| self.dims()[p]).collect();
         let strides: Vec<isize> = perm.iter().map(|&p| st[p] as isize).collect();
-        let data = gather(self, &dims, &strides, 0);
-        Ok(Tensor::from_op(
+        let data = gather(self, &dims, &strides, 0)?;
+        Ok(Tensor::from_op_storage(
             data,
             dims,
             self.device(),
@@ -181,8 +206,8 @@ impl Tensor {
             .into_iter()
             .map(|s| s as isize)
             .collect();
-        let data = gather(self, shape.dims(), &strides, 0);
-        Ok(Tensor::from_op(
+        let data = gather(self, shape.dims(), &strides, 0)?;
+        Ok(Tensor::from_op_storage(
             data,
             shape.clone(),
             self.device(),
@@ -208,8 +233,8 @@ impl Tensor {
         let mut dims = self.dims().to_vec();
         dims[axis] = len;
         let strides: Vec<isize> = st.iter().map(|&s| s as isize).collect();
-        let data = gather(self, &dims, &strides, (start * st[axis]) as isize);
-        Ok(Tensor::from_op(
+        let data = gather(self, &dims, &strides, (start * st[axis]) as isize)?;
+        Ok(Tensor::from_op_storage(
             data,
             dims,
             self.device(),
@@ -270,11 +295,19 @@ impl Tensor {
             .map(|p| p.dims()[axis..].iter().product())
             .collect();
         let stores: Vec<_> = parts.iter().map(|p| p.storage()).collect();
-        let slices: Vec<&[f32]> = stores.iter().map(|s| s.cpu()).collect();
-        let data = cpu::concat(&slices, outer, &inners);
+        let data = match device {
+            Device::Cpu => {
+                let slices: Vec<&[f32]> = stores.iter().map(|s| s.cpu()).collect();
+                Storage::Cpu(cpu::concat(&slices, outer, &inners))
+            }
+            Device::Cuda(_) | Device::Sim => {
+                let refs: Vec<&Storage> = stores.iter().map(|s| s.as_ref()).collect();
+                kernels::concat(&refs, outer, &inners, device)?
+            }
+        };
         let mut dims = first.dims().to_vec();
         dims[axis] = parts.iter().map(|p| p.dims()[axis]).sum();
-        Ok(Tensor::from_op(
+        Ok(Tensor::from_op_storage(
             data,
             dims,
             device,
@@ -298,12 +331,29 @@ impl Tensor {
                 }
             })
             .collect();
-        let data = gather(self, self.dims(), &strides, offset);
-        Ok(Tensor::from_op(
+        let data = gather(self, self.dims(), &strides, offset)?;
+        Ok(Tensor::from_op_storage(
             data,
             self.shape().clone(),
             self.device(),
             FlipOp(axes),
+            vec![self.clone()],
+        ))
+    }
+
+    /// The same values on `device` (a copy through the host between
+    /// different devices). Differentiable: the gradient moves back.
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        let data = self.storage().to_host_vec()?;
+        let storage = Storage::try_from_host(data, device)?;
+        Ok(Tensor::from_op_storage(
+            storage,
+            self.shape().clone(),
+            device,
+            ToDeviceOp(self.device()),
             vec![self.clone()],
         ))
     }

@@ -4,6 +4,8 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::matmul as cpu;
+use crate::device::Device;
+use crate::error::no_kernel;
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
 
@@ -68,7 +70,10 @@ impl Tensor {
                 )
             }
         };
-        let data = cpu::matmul(self.storage().cpu(), rhs.storage().cpu(), batch, m, k, n);
+        let data = match device {
+            Device::Cpu => cpu::matmul(self.storage().cpu(), rhs.storage().cpu(), batch, m, k, n),
+            Device::Cuda(_) | Device::Sim => return Err(no_kernel("matmul", device)),
+        };
         let dims = if a.len() == 2 {
             vec![m, n]
         } else {

@@ -2,6 +2,8 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::noise as cpu;
+use crate::device::Device;
+use crate::error::no_kernel;
 use crate::error::{shape_err, Result};
 use crate::tensor::Tensor;
 
@@ -61,14 +63,16 @@ pub fn noise_inject(x: &Tensor, noise: &Tensor, strength: &Tensor) -> Result<Ten
             ),
         );
     }
-    let s = strength.storage().cpu()[0];
-    let data = cpu::noise_inject(
-        x.storage().cpu(),
-        [n, c, h, w],
-        noise.storage().cpu(),
-        batched,
-        s,
-    );
+    let data = match device {
+        Device::Cpu => cpu::noise_inject(
+            x.storage().cpu(),
+            [n, c, h, w],
+            noise.storage().cpu(),
+            batched,
+            strength.storage().cpu()[0],
+        ),
+        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+    };
     Ok(Tensor::from_op(
         data,
         x.shape(),

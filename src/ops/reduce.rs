@@ -3,9 +3,20 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::reduce::{self as cpu, Reduce};
+use crate::backend::cuda::elementwise as cuda;
+use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
+
+/// `x` reduced over `axes` (checked) into the keep-dim shape, on its device.
+fn reduce_storage(x: &Tensor, axes: &[usize], op: Reduce) -> Result<Storage> {
+    let device = x.device();
+    Ok(match device {
+        Device::Cpu => Storage::Cpu(cpu::reduce(x.storage().cpu(), x.dims(), axes, op)),
+        Device::Cuda(_) | Device::Sim => cuda::reduce(&x.storage(), x.dims(), axes, op, device)?,
+    })
+}
 
 /// Sorted, unique, in-range axes, or an error naming the op.
 pub(crate) fn check_axes(op: &'static str, shape: &Shape, axes: &[usize]) -> Result<Vec<usize>> {
@@ -73,9 +84,9 @@ impl Backward for SumOp {
 
 /// Sum with the keep-dim shape (reduced axes of size 1).
 fn sum_keepdim(x: &Tensor, axes: &[usize]) -> Result<Tensor> {
-    let data = cpu::reduce(x.storage().cpu(), x.dims(), axes, Reduce::Sum);
-    Ok(Tensor::from_op(
-        data,
+    let storage = reduce_storage(x, axes, Reduce::Sum)?;
+    Ok(Tensor::from_op_storage(
+        storage,
         keepdim_shape(x.shape(), axes),
         x.device(),
         SumOp,
@@ -123,8 +134,8 @@ impl Tensor {
                 msg: format!("max over an empty axis of shape {}", self.shape()),
             });
         }
-        let m = cpu::reduce(self.storage().cpu(), self.dims(), &axes, Reduce::Max);
-        let m = Tensor::from_op(
+        let m = reduce_storage(self, &axes, Reduce::Max)?;
+        let m = Tensor::from_op_storage(
             m,
             keepdim_shape(self.shape(), &axes),
             self.device(),

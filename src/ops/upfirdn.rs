@@ -11,6 +11,7 @@
 use crate::autograd::Backward;
 use crate::backend::cpu::upfirdn as cpu;
 use crate::device::Device;
+use crate::error::no_kernel;
 use crate::error::{invalid, shape_err, Result};
 use crate::tensor::Tensor;
 
@@ -102,14 +103,17 @@ pub fn upfirdn2d(x: &Tensor, f: &Tensor, p: &UpFirDn) -> Result<Tensor> {
             ),
         );
     };
-    let data = cpu::upfirdn2d(
-        x.storage().cpu(),
-        n * c,
-        [h, w],
-        f.storage().cpu(),
-        f.dims(),
-        p,
-    )?;
+    let data = match device {
+        Device::Cpu => cpu::upfirdn2d(
+            x.storage().cpu(),
+            n * c,
+            [h, w],
+            f.storage().cpu(),
+            f.dims(),
+            p,
+        )?,
+        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+    };
     Ok(Tensor::from_op(
         data,
         [n, c, oh, ow],

@@ -222,3 +222,64 @@ pub fn gradcheck(
         );
     }
 }
+
+/// The devices whose kernels are checked against the CPU reference: the
+/// simulator always, GPU 0 when `Device::cuda(0)` succeeds (the reason it
+/// does not is printed once).
+pub fn kernel_devices() -> Vec<Device> {
+    static NOTE: std::sync::Once = std::sync::Once::new();
+    let mut d = vec![Device::Sim];
+    match Device::cuda(0) {
+        Ok(gpu) => d.push(gpu),
+        Err(e) => NOTE.call_once(|| eprintln!("note: GPU checks skipped: {e}")),
+    }
+    d
+}
+
+/// `values(n, seed)` on `device`, as a leaf that requires grad.
+pub fn leaf_on(dims: &[usize], seed: u64, device: Device) -> Tensor {
+    let n = dims.iter().product();
+    let t = Tensor::from_vec(values(n, seed), dims.to_vec(), device).unwrap();
+    t.set_requires_grad(true).unwrap();
+    t
+}
+
+/// Runs `f` on the CPU and on every kernel device, and compares each output
+/// (shape, device and values within `atol + rtol · max|cpu|`) with the CPU's.
+/// `f` builds its inputs on the device it is given and returns the tensors to
+/// compare (outputs, gradients, ...).
+pub fn on_every_device(
+    name: &str,
+    atol: f64,
+    rtol: f64,
+    f: impl Fn(Device) -> Result<Vec<Tensor>>,
+) {
+    let want = f(Device::Cpu).unwrap_or_else(|e| panic!("{name} on cpu: {e}"));
+    for dev in kernel_devices() {
+        let got = f(dev).unwrap_or_else(|e| panic!("{name} on {dev}: {e}"));
+        assert_eq!(got.len(), want.len(), "{name} on {dev}: output count");
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            let what = format!("{name} on {dev}, output {k}");
+            assert_eq!(g.dims(), w.dims(), "{what}: shape");
+            assert_eq!(g.device(), dev, "{what}: device");
+            assert_close(&what, &g.to_vec(), &w.to_vec(), atol, rtol);
+        }
+    }
+}
+
+/// `y` and the gradients of `⟨y, r⟩` (r fixed pseudo-random) w.r.t. `xs`,
+/// with `create_graph` so the backward rules run as recorded ops too; an
+/// input that gets no gradient gives zeros.
+pub fn with_grads(y: Tensor, xs: &[&Tensor]) -> Result<Vec<Tensor>> {
+    let r = Tensor::from_vec(values(y.numel(), 77), y.dims().to_vec(), y.device())?;
+    let inputs: Vec<Tensor> = xs.iter().map(|&x| x.clone()).collect();
+    let gs = grad(std::slice::from_ref(&y), &inputs, Some(&[r]), true)?;
+    let mut out = vec![y];
+    for (g, x) in gs.into_iter().zip(xs) {
+        out.push(match g {
+            Some(g) => g,
+            None => Tensor::zeros(x.dims().to_vec(), x.device()),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,300 @@
+//! The CUDA backend and its simulator: launch code for `kernels/<family>.cu`.
+//!
+//! `Device::Cuda(n)` runs the kernels on GPU `n` (compiled by NVRTC, see
+//! `compile`); `Device::Sim` runs the same sources compiled for the host
+//! against `kernels/sim/` (see `launch`). The launch code of each family is
+//! written once for both: it allocates outputs with `alloc`, passes buffers
+//! as `Buf` arguments and calls `launch::launch`.
+//!
+//! Nothing here panics when CUDA is missing: `cudarc` panics when it cannot
+//! load `libcuda`/`libnvrtc`, so every entry point probes the libraries first
+//! and returns `Error::Unavailable` naming the missing piece.
+
+pub mod compile;
+pub mod elementwise;
+pub(crate) mod launch;
+
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::tensor::Storage;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The hint printed when `libnvrtc` cannot be loaded.
+pub const NVRTC_HINT: &str = "libnvrtc.so.13 not found: pip install nvidia-cuda-nvrtc \
+     and add its nvidia/cu13/lib to LD_LIBRARY_PATH";
+
+/// Whether `libcuda` (the driver) can be loaded.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen the library's candidate names.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// Whether `libnvrtc` can be loaded.
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to dlopen the library's candidate names.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// One GPU: its context, the stream every launch and copy goes to, its
+/// compute capability and the modules loaded so far.
+pub(crate) struct Gpu {
+    pub(crate) ordinal: usize,
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    /// (major, minor) compute capability: the kernels are compiled for `sm_{major}{minor}`.
+    pub(crate) arch: (i32, i32),
+    functions: Mutex<HashMap<(&'static str, &'static str), CudaFunction>>,
+    modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+}
+
+fn cuda_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("{what}: {e}"))
+}
+
+impl Gpu {
+    fn open(ordinal: usize) -> Result<Gpu> {
+        let mut missing = Vec::new();
+        if !driver_present() {
+            missing.push(
+                "libcuda.so not found: no NVIDIA driver on this machine (install the NVIDIA \
+                 driver to use a GPU; Device::Cpu and Device::Sim need none)",
+            );
+        }
+        if !nvrtc_present() {
+            missing.push(NVRTC_HINT);
+        }
+        if !missing.is_empty() {
+            return Err(Error::Unavailable(missing.join("; ")));
+        }
+        let count = CudaContext::device_count()
+            .map_err(|e| cuda_err("no CUDA device found (cuDeviceGetCount)", e))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::Unavailable(format!(
+                "CUDA device {ordinal} does not exist: this machine has {count} CUDA device(s)"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| cuda_err(&format!("creating a context on CUDA device {ordinal}"), e))?;
+        // One stream per device: event tracking only costs two events per allocation.
+        // SAFETY: every launch and copy of this backend uses `stream`.
+        unsafe { ctx.disable_event_tracking() };
+        let arch = ctx
+            .compute_capability()
+            .map_err(|e| cuda_err("reading the compute capability", e))?;
+        let stream = ctx.default_stream();
+        Ok(Gpu {
+            ordinal,
+            ctx,
+            stream,
+            arch,
+            functions: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The kernel `name` of `kernels/<family>.cu`, compiling and loading the
+    /// family's module on first use.
+    pub(crate) fn function(
+        &self,
+        family: &'static str,
+        name: &'static str,
+    ) -> Result<CudaFunction> {
+        let mut fns = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = fns.get(&(family, name)) {
+            return Ok(f.clone());
+        }
+        let module = {
+            let mut mods = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            match mods.get(family) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = compile::load_module(self, family)?;
+                    mods.insert(family, m.clone());
+                    m
+                }
+            }
+        };
+        let f = module.load_function(name).map_err(|e| {
+            Error::Internal(format!(
+                "kernel `{name}` not found in kernels/{family}.cu: {e}"
+            ))
+        })?;
+        fns.insert((family, name), f.clone());
+        Ok(f)
+    }
+
+    pub(crate) fn err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::Unavailable(format!("CUDA device {}: {what}: {e}", self.ordinal))
+    }
+}
+
+/// The opened GPU `ordinal`, opening it on first use.
+pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
+    static GPUS: OnceLock<Mutex<HashMap<usize, Arc<Gpu>>>> = OnceLock::new();
+    let mut map = GPUS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(g) = map.get(&ordinal) {
+        return Ok(g.clone());
+    }
+    let g = Arc::new(Gpu::open(ordinal)?);
+    map.insert(ordinal, g.clone());
+    Ok(g)
+}
+
+/// Probes GPU `ordinal`: `Ok` when its driver, NVRTC and the device are all there.
+pub(crate) fn probe(ordinal: usize) -> Result<()> {
+    gpu(ordinal).map(|_| ())
+}
+
+/// A GPU buffer of f32, and a host copy made on first read from the host.
+pub(crate) struct CudaBuffer {
+    pub(crate) gpu: Arc<Gpu>,
+    pub(crate) slice: CudaSlice<f32>,
+    host: OnceLock<Vec<f32>>,
+}
+
+impl CudaBuffer {
+    pub(crate) fn len(&self) -> usize {
+        self.slice.len()
+    }
+
+    /// The device address of the buffer.
+    pub(crate) fn ptr(&self) -> u64 {
+        let (p, _sync) = self.slice.device_ptr(&self.gpu.stream);
+        p
+    }
+
+    /// Copies the buffer to the host (waits for the kernels writing it).
+    pub(crate) fn download(&self) -> Result<Vec<f32>> {
+        if let Some(h) = self.host.get() {
+            return Ok(h.clone());
+        }
+        if self.slice.is_empty() {
+            return Ok(Vec::new());
+        }
+        let v = self
+            .gpu
+            .stream
+            .clone_dtoh(&self.slice)
+            .map_err(|e| self.gpu.err("copying to the host", e))?;
+        self.gpu
+            .stream
+            .synchronize()
+            .map_err(|e| self.gpu.err("synchronizing after a copy to the host", e))?;
+        Ok(v)
+    }
+
+    /// A host copy kept with the buffer (the buffer never changes).
+    pub(crate) fn host(&self) -> Result<&[f32]> {
+        if self.host.get().is_none() {
+            let v = self.download()?;
+            let _ = self.host.set(v);
+        }
+        Ok(self.host.get().map(|v| v.as_slice()).unwrap_or(&[]))
+    }
+}
+
+/// Copies host data to GPU `ordinal`.
+pub(crate) fn upload(ordinal: usize, data: &[f32]) -> Result<CudaBuffer> {
+    let gpu = gpu(ordinal)?;
+    let slice = if data.is_empty() {
+        gpu.stream.null::<f32>()
+    } else {
+        gpu.stream.clone_htod(data)
+    }
+    .map_err(|e| gpu.err("copying to the device", e))?;
+    // The host buffer may be freed as soon as this returns.
+    gpu.stream
+        .synchronize()
+        .map_err(|e| gpu.err("synchronizing after a copy to the device", e))?;
+    Ok(CudaBuffer {
+        gpu,
+        slice,
+        host: OnceLock::new(),
+    })
+}
+
+/// An output buffer of `n` floats on `device` (Cuda: uninitialized device
+/// memory; Sim: zeroed host memory), to be filled by kernels and turned into
+/// a `Storage` with `into_storage`.
+pub(crate) enum OutBuf {
+    Host(Vec<f32>),
+    Cuda(CudaBuffer),
+}
+
+pub(crate) fn alloc(device: Device, n: usize) -> Result<OutBuf> {
+    match device {
+        Device::Sim => Ok(OutBuf::Host(vec![0.0; n])),
+        Device::Cuda(ordinal) => {
+            let gpu = gpu(ordinal)?;
+            let slice = if n == 0 {
+                gpu.stream.null::<f32>()
+            } else {
+                // SAFETY: every element is written by the kernel that fills the buffer.
+                unsafe { gpu.stream.alloc::<f32>(n) }
+            }
+            .map_err(|e| gpu.err(&format!("allocating {n} floats"), e))?;
+            Ok(OutBuf::Cuda(CudaBuffer {
+                gpu,
+                slice,
+                host: OnceLock::new(),
+            }))
+        }
+        Device::Cpu => Err(Error::Internal(
+            "backend::cuda::alloc called for the CPU".into(),
+        )),
+    }
+}
+
+impl OutBuf {
+    /// The address kernels write to.
+    pub(crate) fn ptr(&mut self) -> u64 {
+        match self {
+            OutBuf::Host(v) => v.as_mut_ptr() as u64,
+            OutBuf::Cuda(b) => b.ptr(),
+        }
+    }
+
+    pub(crate) fn into_storage(self) -> Storage {
+        match self {
+            OutBuf::Host(v) => Storage::Cpu(v),
+            OutBuf::Cuda(b) => Storage::Cuda(b),
+        }
+    }
+}
+
+/// A storage made readable by kernels on `device`: host storage of a CUDA
+/// tensor (a result computed on the host) is uploaded for the launch.
+pub(crate) enum InBuf<'a> {
+    Borrowed(&'a Storage),
+    Uploaded(CudaBuffer),
+    Host(Vec<f32>),
+}
+
+impl<'a> InBuf<'a> {
+    pub(crate) fn new(storage: &'a Storage, device: Device) -> Result<InBuf<'a>> {
+        Ok(match (storage, device) {
+            (Storage::Cpu(v), Device::Cuda(ordinal)) => InBuf::Uploaded(upload(ordinal, v)?),
+            (Storage::Cuda(b), Device::Cuda(ordinal)) if b.gpu.ordinal != ordinal => {
+                InBuf::Uploaded(upload(ordinal, b.host()?)?)
+            }
+            (Storage::Cuda(b), _) if device != Device::Cuda(b.gpu.ordinal) => {
+                InBuf::Host(b.download()?)
+            }
+            _ => InBuf::Borrowed(storage),
+        })
+    }
+
+    /// The address kernels read from.
+    pub(crate) fn ptr(&self) -> u64 {
+        match self {
+            InBuf::Borrowed(Storage::Cpu(v)) => v.as_ptr() as u64,
+            InBuf::Borrowed(Storage::Cuda(b)) | InBuf::Uploaded(b) => b.ptr(),
+            InBuf::Host(v) => v.as_ptr() as u64,
+        }
+    }
+}

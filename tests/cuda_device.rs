@@ -1,0 +1,77 @@
+//! Probing for a GPU never panics, and names what is missing.
+
+use stylegan2::{Device, Error, Tensor};
+
+#[test]
+fn cuda_probe_returns_an_error_naming_the_missing_piece() {
+    match Device::cuda(0) {
+        Ok(d) => assert_eq!(d, Device::Cuda(0)),
+        Err(Error::Unavailable(msg)) => assert!(
+            msg.contains("libcuda") || msg.contains("libnvrtc") || msg.contains("CUDA device"),
+            "the message names neither the driver, NVRTC nor the device: {msg}"
+        ),
+        Err(e) => panic!("expected Error::Unavailable, got {e:?}"),
+    }
+    // No machine has a thousand GPUs.
+    let err = Device::cuda(1000).unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+}
+
+#[test]
+fn device_flags_parse() {
+    assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
+    assert_eq!(Device::parse("sim").unwrap(), Device::Sim);
+    let auto = Device::parse("auto").unwrap();
+    assert_eq!(auto == Device::Cpu, Device::cuda(0).is_err());
+    assert_eq!(Device::parse("cuda").is_ok(), Device::cuda(0).is_ok());
+    assert_eq!(Device::parse("cuda:0").is_ok(), Device::cuda(0).is_ok());
+    assert!(matches!(
+        Device::parse("cuda:x"),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(Device::parse("tpu"), Err(Error::Invalid { .. })));
+    assert_eq!(Device::Cuda(1).to_string(), "cuda:1");
+    assert_eq!(Device::Sim.to_string(), "sim");
+}
+
+#[test]
+fn ops_on_an_absent_gpu_fail_with_errors() {
+    if Device::cuda(0).is_ok() {
+        return; // there is a GPU: kernels_elementwise runs on it
+    }
+    // An infallible constructor may name the device (its data stays on the host)...
+    let x = Tensor::ones(vec![2, 3], Device::Cuda(0));
+    assert_eq!(x.to_vec(), vec![1.0; 6]);
+    // ...but running a kernel, or moving data there, is an error.
+    assert!(matches!(x.exp(), Err(Error::Unavailable(_))));
+    assert!(matches!(x.sum_all(), Err(Error::Unavailable(_))));
+    let from_vec = Tensor::from_vec(vec![1.0, 2.0], vec![2], Device::Cuda(0));
+    assert!(matches!(from_vec, Err(Error::Unavailable(_))));
+    let c = Tensor::ones(vec![2], Device::Cpu);
+    assert!(matches!(
+        c.to_device(Device::Cuda(0)),
+        Err(Error::Unavailable(_))
+    ));
+}
+
+#[test]
+fn families_without_kernels_say_so_on_kernel_devices() {
+    use stylegan2::ops::{conv, noise, upfirdn};
+    let dev = Device::Sim;
+    let expect = |what: &str, r: stylegan2::Result<Tensor>| match r {
+        Err(Error::Unavailable(msg)) => {
+            assert!(msg.contains("has no CUDA kernel yet"), "{what}: {msg}")
+        }
+        other => panic!("{what}: expected Error::Unavailable, got {other:?}"),
+    };
+    let x = Tensor::ones(vec![1, 2, 5, 5], dev);
+    let w = Tensor::ones(vec![3, 2, 3, 3], dev);
+    expect("conv2d", conv::conv2d(&x, &w, conv::Conv2d::default()));
+    let a = Tensor::ones(vec![2, 3], dev);
+    expect("matmul", a.matmul(&Tensor::ones(vec![3, 4], dev)));
+    let n = Tensor::ones(vec![1, 1, 5, 5], dev);
+    let s = Tensor::scalar(0.5, dev);
+    expect("noise_inject", noise::noise_inject(&x, &n, &s));
+    let f = upfirdn::setup_filter(&[1.0, 3.0, 3.0, 1.0], dev).unwrap();
+    expect("upsample2d", upfirdn::upsample2d(&x, &f, 2, 4.0));
+}
