@@ -144,7 +144,6 @@ impl Tensor {
     /// The result of an op computed on the host: records `op` and `inputs` in
     /// the graph when grad mode is on and any input needs a gradient. On a GPU
     /// device the data stays on the host until a kernel reads it.
-    #[allow(dead_code)] // the op families without kernels yet use it
     pub(crate) fn from_op(
         data: Vec<f32>,
         shape: impl Into<Shape>,
@@ -152,14 +151,7 @@ impl Tensor {
         op: impl Backward + 'static,
         inputs: Vec<Tensor>,
     ) -> Tensor {
-        let shape = shape.into();
-        debug_assert_eq!(data.len(), shape.numel(), "{}: output size", op.name());
-        let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.needs_grad());
-        let grad_fn = track.then(|| GradFn {
-            op: Box::new(op),
-            inputs,
-        });
-        Tensor::from_storage(Storage::Cpu(data), shape, device, grad_fn)
+        Tensor::from_op_storage(Storage::Cpu(data), shape, device, op, inputs)
     }
 
     /// The result of an op computed on the device: like `from_op`, with the
