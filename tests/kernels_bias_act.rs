@@ -200,7 +200,9 @@ fn lrelu_slope_at_exact_zero() {
             let b = Tensor::from_vec(vec![-0.5, 0.5, 0.0], vec![3], dev)?;
             x.set_requires_grad(true)?;
             let y = bias_act(&x, Some(&b), 1, &p)?;
-            let dx = grad(&[y.clone()], &[x], None, false)?[0].clone().unwrap();
+            let dx = grad(std::slice::from_ref(&y), &[x], None, false)?[0]
+                .clone()
+                .unwrap();
             // Pre-activations [0, 0, 0; -0.5, 1.5, -1]: only 1.5 has slope 1.
             let a = 0.25 * gain;
             assert_eq!(dx.to_vec(), vec![a, a, a, a, gain, a], "{dev}");

@@ -99,7 +99,6 @@ fn general_params() -> Vec<UpFirDn> {
             pad: [3, -1, 1, 2],
             flip_filter: true,
             gain: 0.5,
-            ..b
         },
     ]
 }

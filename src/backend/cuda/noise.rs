@@ -123,11 +123,11 @@ pub(crate) fn grad_strength(
 ) -> Result<Storage> {
     let [n, c, h, w] = dims;
     let (total, hw) = (n * c * h * w, h * w);
-    let mut out = alloc(device, 1)?;
     if total == 0 {
         // alloc leaves GPU memory uninitialized: an empty sum is 0.
-        return Ok(Storage::try_from_host(vec![0.0], device)?);
+        return Storage::try_from_host(vec![0.0], device);
     }
+    let mut out = alloc(device, 1)?;
     check(
         "grad_strength",
         g.len() == total && noise.len() == if batched { n * hw } else { hw },
