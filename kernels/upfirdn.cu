@@ -10,8 +10,9 @@
 //
 // - upfirdn2d_general: any up/down/pad/filter size; one thread per output
 //   pixel, grid-stride. The fallback, and the oracle of the fast paths.
-// - upfirdn2d_up2_k4 / upfirdn2d_down2_k4: the StyleGAN2 hot cases (4x4
-//   filter, up 2 or down 2 on both axes, any padding): one block per output
+// - upfirdn2d_up2_k4 / upfirdn2d_down_k4: the StyleGAN2 hot cases (4x4
+//   filter, any padding; up 2, or down 2 or 1 on both axes: the
+//   discriminator's filter before its stride-2 conv): one block per output
 //   tile of one plane, the input tile and its halo staged in shared memory
 //   (zeros where the padded signal has no input pixel), the 16 taps passed by
 //   value (already flipped as needed and scaled by the gain) so they sit in
@@ -64,7 +65,7 @@ struct Taps16 {
 
 // Tile sizes of the fast paths (must match src/backend/cuda/upfirdn.rs).
 #define UP2_T 16   // input pixels per block and axis: 32x32 outputs, 16x16 threads
-#define DOWN2_T 16 // outputs per block and axis: 16x16 threads, 34x34 inputs
+#define DOWN_T 16 // outputs per block and axis: 16x16 threads, up to 34x34 inputs
 
 // Loads rows [r0, r0 + th) x cols [c0, c0 + tw) of the plane into tile[th][tw],
 // zero outside the plane. Every thread of the block calls it.
@@ -121,37 +122,39 @@ extern "C" __global__ void upfirdn2d_up2_k4(float* __restrict__ y, const float* 
   }
 }
 
-// up = 1, down = 2, 4x4 filter, any padding. Output t reads input pixels
-// 2t - p0 + j, j = 0..3. Block (DOWN2_T, DOWN2_T) writes a DOWN2_T^2 output
-// tile from a (2*DOWN2_T + 2)^2 input tile; the row stride is odd so the
-// stride-2 reads of a warp fall into distinct banks.
-#define DOWN2_IN (2 * DOWN2_T + 2)
-#define DOWN2_LD (DOWN2_IN + 1)
-extern "C" __global__ void upfirdn2d_down2_k4(float* __restrict__ y, const float* __restrict__ x,
-                                              long long planes, int h, int w, int oh, int ow,
-                                              int padx0, int pady0, Taps16 taps) {
-  __shared__ float tile[DOWN2_IN * DOWN2_LD];
-  const int t0x = blockIdx.x * DOWN2_T, t0y = blockIdx.y * DOWN2_T;
+// up = 1, down = 1 or 2 (`down`, both axes), 4x4 filter, any padding.
+// Output t reads input pixels down*t - p0 + j, j = 0..3. Block
+// (DOWN_T, DOWN_T) writes a DOWN_T^2 output tile from an input tile of
+// (DOWN_T - 1)*down + 4 pixels per axis (34 for down 2, 19 for down 1); the
+// row stride is odd so the stride-2 reads of a warp fall into distinct banks.
+#define DOWN_IN (2 * DOWN_T + 2)
+#define DOWN_LD (DOWN_IN + 1)
+extern "C" __global__ void upfirdn2d_down_k4(float* __restrict__ y, const float* __restrict__ x,
+                                             long long planes, int h, int w, int oh, int ow,
+                                             int padx0, int pady0, int down, Taps16 taps) {
+  __shared__ float tile[DOWN_IN * DOWN_LD];
+  const int t0x = blockIdx.x * DOWN_T, t0y = blockIdx.y * DOWN_T;
   const int tx = t0x + threadIdx.x, ty = t0y + threadIdx.y;
-  const int r0 = 2 * t0y - pady0, c0 = 2 * t0x - padx0;
+  const int r0 = down * t0y - pady0, c0 = down * t0x - padx0;
+  const int in = (DOWN_T - 1) * down + 4;  // tile extent per axis, <= DOWN_IN
   const int tid = threadIdx.x + blockDim.x * threadIdx.y, nt = blockDim.x * blockDim.y;
   for (long long plane = blockIdx.z; plane < planes; plane += gridDim.z) {
     __syncthreads();  // the previous plane may still be reading the tile
     const float* xp = x + plane * h * w;
-    for (int k = tid; k < DOWN2_IN * DOWN2_IN; k += nt) {
-      const int r = k / DOWN2_IN, c = k - r * DOWN2_IN;
+    for (int k = tid; k < in * in; k += nt) {
+      const int r = k / in, c = k - r * in;
       const int iy = r0 + r, ix = c0 + c;
-      tile[r * DOWN2_LD + c] =
+      tile[r * DOWN_LD + c] =
           (iy >= 0 && iy < h && ix >= 0 && ix < w) ? xp[(long long)iy * w + ix] : 0.0f;
     }
     __syncthreads();
     if (ty < oh && tx < ow) {
-      const float* s = tile + 2 * threadIdx.y * DOWN2_LD + 2 * threadIdx.x;
+      const float* s = tile + down * (threadIdx.y * DOWN_LD + threadIdx.x);
       float acc = 0.0f;
 #pragma unroll
       for (int jy = 0; jy < 4; ++jy)
 #pragma unroll
-        for (int jx = 0; jx < 4; ++jx) acc += s[jy * DOWN2_LD + jx] * taps.t[jy * 4 + jx];
+        for (int jx = 0; jx < 4; ++jx) acc += s[jy * DOWN_LD + jx] * taps.t[jy * 4 + jx];
       y[plane * oh * ow + (long long)ty * ow + tx] = acc;
     }
   }

@@ -13,9 +13,9 @@ use std::cell::Cell;
 const FAMILY: &str = "upfirdn";
 const BLOCK: u32 = 256;
 const MAX_BLOCKS: u32 = 1 << 16;
-/// `UP2_T` / `DOWN2_T` of upfirdn.cu: threads per block and axis.
+/// `UP2_T` / `DOWN_T` of upfirdn.cu: threads per block and axis.
 const UP2_T: usize = 16;
-const DOWN2_T: usize = 16;
+const DOWN_T: usize = 16;
 /// The most planes one launch walks in grid z (the rest by a grid-stride loop).
 const MAX_GRID_Z: usize = 65535;
 
@@ -50,15 +50,15 @@ pub fn general_only() -> FastPathGuard {
 }
 
 /// The tiled kernel that serves `p` with a filter of `f_dims`, if any: a 2-D
-/// 4×4 filter with up 2 (down 1) or down 2 (up 1) on both axes, any padding,
-/// flip and gain. `None` means the general kernel.
+/// 4×4 filter with up 2 (down 1), or up 1 and down 2 or 1, on both axes, any
+/// padding, flip and gain. `None` means the general kernel.
 pub fn fast_path(p: &UpFirDn, f_dims: &[usize]) -> Option<&'static str> {
     if f_dims != [4, 4] || !FAST_PATHS.with(|f| f.get()) {
         return None;
     }
     match (p.up, p.down) {
         ([2, 2], [1, 1]) => Some("upfirdn2d_up2_k4"),
-        ([1, 1], [2, 2]) => Some("upfirdn2d_down2_k4"),
+        ([1, 1], [2, 2]) | ([1, 1], [1, 1]) => Some("upfirdn2d_down_k4"),
         _ => None,
     }
 }
@@ -182,12 +182,22 @@ pub(crate) fn upfirdn2d(
     check_extents(hw, ohw, fhw, p)?;
     let [x0, _, y0, _] = p.pad;
     // Grid y covers output rows by tiles of 16 (up 2: 32) and is limited to 65535.
-    let tall = ohw[0] > 65535 * DOWN2_T;
+    let tall = ohw[0] > 65535 * DOWN_T;
     if let Some(kernel) = fast_path(p, f_dims).filter(|_| !tall) {
         // 16 floats; on a GPU the host copy is made once and kept with the
         // filter's buffer.
         let taps = taps16(f.host()?, p.flip_filter, p.gain);
-        return tiled(x, planes, hw, ohw, [x0, y0], kernel, taps, device);
+        return tiled(
+            x,
+            planes,
+            hw,
+            ohw,
+            [x0, y0],
+            kernel,
+            p.down[0],
+            taps,
+            device,
+        );
     }
     let fin = InBuf::new(f, device)?;
     match *f_dims {
@@ -248,6 +258,7 @@ fn tiled(
     ohw: [usize; 2],
     pad0: [isize; 2],
     kernel: &'static str,
+    p_down: usize,
     taps: Taps16,
     device: Device,
 ) -> Result<Storage> {
@@ -282,19 +293,21 @@ fn tiled(
             shared_bytes: 0,
         }
     } else {
+        args.push(p_down as i32);
         Config {
             grid: (
-                ohw[1].div_ceil(DOWN2_T) as u32,
-                ohw[0].div_ceil(DOWN2_T) as u32,
+                ohw[1].div_ceil(DOWN_T) as u32,
+                ohw[0].div_ceil(DOWN_T) as u32,
                 gz,
             ),
-            block: (DOWN2_T as u32, DOWN2_T as u32, 1),
+            block: (DOWN_T as u32, DOWN_T as u32, 1),
             shared_bytes: 0,
         }
     };
     args.push(taps);
     // SAFETY: matches the kernel's parameters (upfirdn2d_up2_k4 takes the
-    // two i0 origins before the taps); x holds planes·h·w floats and y
+    // two i0 origins before the taps, upfirdn2d_down_k4 `down`, which is 1
+    // or 2 as its tile is sized for); x holds planes·h·w floats and y
     // planes·oh·ow; the kernels check every read against h, w and every
     // write against oh, ow.
     unsafe { launch(device, FAMILY, kernel, cfg, &mut args)? };
