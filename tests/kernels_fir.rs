@@ -104,12 +104,15 @@ fn general_params() -> Vec<UpFirDn> {
 }
 
 /// Filters: 2-D square and non-square of sizes 1..5, and separable 1-D.
-const FILTERS: [&[usize]; 9] = [
+const FILTERS: [&[usize]; 12] = [
     &[1, 1],
     &[2, 3],
     &[3, 2],
     &[5, 5],
     &[1, 4],
+    &[4, 1],
+    &[5, 3],
+    &[4, 5],
     &[1],
     &[3],
     &[4],
@@ -140,7 +143,7 @@ fn general_kernel_every_parameter_set_and_filter() {
             ran += 1;
         }
     }
-    assert!(ran >= 63, "only {ran} cases had an output");
+    assert!(ran >= 84, "only {ran} cases had an output");
 }
 
 #[test]
@@ -208,6 +211,7 @@ fn fast_params() -> Vec<UpFirDn> {
         up([2, 1, 2, 1], false, 4.0),
         up([3, 2, 3, 2], false, 4.0),
         up([0, -1, 1, 3], true, -2.0),
+        up([-3, 2, -2, 1], true, 1.0),
         down([1, 1, 1, 1], false, 1.0),
         down([2, 2, 2, 2], true, 1.0),
         down([0, 1, -1, 2], false, 0.5),
@@ -238,7 +242,7 @@ fn fast_paths_against_cpu() {
             ran += 1;
         }
     }
-    assert!(ran >= 41, "only {ran} cases had an output");
+    assert!(ran >= 45, "only {ran} cases had an output");
 }
 
 #[test]
