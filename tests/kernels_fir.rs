@@ -7,7 +7,7 @@
 
 mod common;
 use common::{assert_close, kernel_devices, leaf_on, on_every_device, values};
-use stylegan2::backend::cuda::upfirdn::{fast_path, general_only};
+use stylegan2::backend::cuda::upfirdn::{fast_path, general_only, MAX_GRID_Z};
 use stylegan2::ops::upfirdn::{downsample2d, setup_filter, upfirdn2d, upsample2d, UpFirDn};
 use stylegan2::{grad, Device, Result, Tensor};
 
@@ -277,6 +277,22 @@ fn fast_paths_against_general_kernel() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn fast_paths_walk_more_planes_than_grid_z() {
+    // More planes than blocks in grid z: each block takes several planes.
+    let xdims = [1, MAX_GRID_Z + 3, 2, 3];
+    for (i, p) in fast_params().iter().enumerate() {
+        if p.out_size([2, 3], [4, 4]).is_none() {
+            continue;
+        }
+        on_every_device(&format!("many planes params {i}"), ATOL, RTOL, |dev| {
+            let x = leaf_on(&xdims, 13, dev);
+            let f = filter(&[4, 4], 14, dev);
+            Ok(vec![upfirdn2d(&x, &f, p)?])
+        });
     }
 }
 

@@ -16,8 +16,10 @@ const MAX_BLOCKS: u32 = 1 << 16;
 /// `UP2_T` / `DOWN_T` of upfirdn.cu: threads per block and axis.
 const UP2_T: usize = 16;
 const DOWN_T: usize = 16;
-/// The most planes one launch walks in grid z (the rest by a grid-stride loop).
-const MAX_GRID_Z: usize = 65535;
+/// The most blocks in grid z (planes): beyond, each block walks several planes
+/// (grid-stride). 4096 planes of even one tile give 1M threads, more than a
+/// GPU holds at once, and stay within the 65535 limit of grid z.
+pub const MAX_GRID_Z: usize = 4096;
 
 /// `struct Taps16` of upfirdn.cu: 4×4 correlation weights, row-major.
 #[repr(C)]
