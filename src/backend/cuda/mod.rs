@@ -10,9 +10,12 @@
 //! load `libcuda`/`libnvrtc`, so every entry point probes the libraries first
 //! and returns `Error::Unavailable` naming the missing piece.
 
+pub(crate) mod bias_act;
 pub mod compile;
 pub mod elementwise;
 pub(crate) mod launch;
+pub(crate) mod noise;
+pub mod upfirdn;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
