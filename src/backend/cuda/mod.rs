@@ -12,6 +12,7 @@
 
 pub mod compile;
 pub mod elementwise;
+pub mod modconv;
 pub(crate) mod launch;
 
 use crate::device::Device;
