@@ -292,13 +292,13 @@ __device__ __forceinline__ void mc_fwd_impl(
 
 // Grid (spatial tiles, ceil(M / MC_BM), N), MC_THREADS threads, dynamic
 // shared memory (cc·kh·kw·MC_BM + cc·(MC_TH+kh−1)·(MC_TW+kw−1)) floats.
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_fwd_3x3(MC_FWD_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_fwd_3x3(MC_FWD_PARAMS) {
   mc_fwd_impl<3, 3>(MC_FWD_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_fwd_1x1(MC_FWD_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_fwd_1x1(MC_FWD_PARAMS) {
   mc_fwd_impl<1, 1>(MC_FWD_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_fwd_any(MC_FWD_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_fwd_any(MC_FWD_PARAMS) {
   mc_fwd_impl<0, 0>(MC_FWD_ARGS);
 }
 

@@ -286,7 +286,12 @@ fn fused_create_graph_gradients() {
             let mut out = with_grads(y, &[&t.x, &t.w, &t.s, noise, &t.strength, &t.bias])?;
             // A second derivative: d/dx of Σ (dL/dstyles)².
             let h = out[3].square()?.sum_all()?;
-            let hx = grad(std::slice::from_ref(&h), std::slice::from_ref(&t.x), None, false)?;
+            let hx = grad(
+                std::slice::from_ref(&h),
+                std::slice::from_ref(&t.x),
+                None,
+                false,
+            )?;
             out.push(hx[0].clone().unwrap());
             Ok(out)
         });
@@ -390,4 +395,80 @@ fn fused_rejects_bad_arguments() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("device"), "{e}");
+}
+
+/// The grouped path with its per-sample weights from `modconv_modulate_weight`
+/// (used when no gradient is recorded) against the CPU.
+#[test]
+#[ignore = "needs the grouped conv2d kernel on Sim (other branch)"]
+fn grouped_path_with_modulated_weight_kernel() {
+    let _g = stylegan2::no_grad();
+    for (name, p, k) in cases() {
+        on_every_device(&format!("{name} grouped"), FWD.0, FWD.1, |dev| {
+            let t = inputs([3, 5, 67, 5, 7], k, p, EPILOGUES[0], dev)?;
+            Ok(vec![modulated_conv2d(
+                &t.x,
+                &t.w,
+                &t.s,
+                Some(&t.f),
+                p,
+                ModConvPath::Grouped,
+            )?])
+        });
+    }
+}
+
+/// SynthesisLayer and ToRGB with the fused path equal their unfused path
+/// (on the CPU the fused op is the composition, so this checks the wiring of
+/// noise, bias, activation, gain and clamp into the epilogue), forward and
+/// gradients.
+#[test]
+fn synthesis_layer_and_torgb_fused_path_on_cpu() {
+    use stylegan2::nn::synthesis::{NoiseMode, SynthesisLayer, ToRgb};
+    use stylegan2::nn::Ctx;
+    let dev = Device::Cpu;
+    let mut rng = stylegan2::rng(3);
+    for up in [1, 2] {
+        let layer = SynthesisLayer::new(5, 7, 8, 8, up, true, Some(0.8), &mut rng, dev);
+        layer
+            .noise_strength
+            .as_ref()
+            .unwrap()
+            .assign(&Tensor::scalar(0.3, dev))
+            .unwrap();
+        layer
+            .bias
+            .assign(&Tensor::from_vec(values(7, 9), vec![7], dev).unwrap())
+            .unwrap();
+        let torgb = ToRgb::new(7, 3, 8, Some(0.5), &mut rng, dev);
+        let x = leaf(
+            values(2 * 5 * 64 / (up * up), 11),
+            &[2, 5, 8 / up, 8 / up],
+            dev,
+        )
+        .unwrap();
+        let w = leaf(values(2 * 8, 12), &[2, 8], dev).unwrap();
+        let mut outs = Vec::new();
+        for path in [ModConvPath::Unfused, ModConvPath::Fused] {
+            let mut ctx = Ctx::new();
+            let y = layer
+                .forward(&x, &w, NoiseMode::Const, path, 1.3, &mut ctx)
+                .unwrap();
+            let img = torgb.forward(&y, &w, path, &mut ctx).unwrap();
+            let loss = img.square().unwrap().sum_all().unwrap();
+            let gs = grad(
+                std::slice::from_ref(&loss),
+                &[x.clone(), layer.weight.clone(), layer.bias.clone()],
+                None,
+                false,
+            )
+            .unwrap();
+            let mut v = vec![y.to_vec(), img.to_vec()];
+            v.extend(gs.into_iter().map(|g| g.unwrap().to_vec()));
+            outs.push(v);
+        }
+        for (k, (a, b)) in outs[0].iter().zip(&outs[1]).enumerate() {
+            assert_close(&format!("up {up} output {k}"), b, a, 0.0, 0.0);
+        }
+    }
 }

@@ -193,28 +193,47 @@ pub fn modulated_conv2d(
         padding: [conv_pad, conv_pad],
         groups: 1,
     };
-    let dcoefs = if p.demodulate {
-        Some(demod_coefficients(styles, weight)?)
-    } else {
-        None
+    let dcoefs = || -> Result<Option<Tensor>> {
+        if p.demodulate {
+            Some(demod_coefficients(styles, weight)).transpose()
+        } else {
+            Ok(None)
+        }
     };
     match path {
         ModConvPath::Unfused => {
             let xs = x.mul(&styles.reshape(vec![n, i, 1, 1])?)?;
             let y = conv2d(&up_fir(&xs)?, &wk, conv)?;
-            match dcoefs {
+            match dcoefs()? {
                 Some(d) => y.mul(&d.reshape(vec![n, o, 1, 1])?),
                 None => Ok(y),
             }
         }
         ModConvPath::Grouped => {
-            // w'[n,o,i] = w[o,i] · s[n,i] · d[n,o], as [N·O, I, kh, kw].
-            let mut wn = wk
-                .unsqueeze(0)?
-                .mul(&styles.reshape(vec![n, 1, i, 1, 1])?)?;
-            if let Some(d) = &dcoefs {
-                wn = wn.mul(&d.reshape(vec![n, o, 1, 1, 1])?)?;
-            }
+            // w'[n,o,i] = w[o,i] · s[n,i] · d[n,o], as [N·O, I, kh, kw]: one
+            // kernel when no gradient is recorded, else differentiable ops.
+            let device = x.device();
+            let untracked =
+                !autograd::is_grad_enabled() || !(weight.needs_grad() || styles.needs_grad());
+            let wn = if device != Device::Cpu && untracked {
+                let (wst, sst) = (wk.storage(), styles.storage());
+                let d = if p.demodulate {
+                    let wsq = cuda::wsq(&wst, o * i, kh * kw, device)?;
+                    Some(cuda::demod(&sst, &wsq, [n, o, i], device)?)
+                } else {
+                    None
+                };
+                let wn = cuda::modulate_weight(&wst, &sst, d.as_ref(), [n, o, i, kh * kw], device)?;
+                Tensor::from_device_storage(wn, vec![n, o, i, kh, kw], device)
+            } else {
+                let mut wn = wk
+                    .unsqueeze(0)?
+                    .mul(&styles.reshape(vec![n, 1, i, 1, 1])?)?;
+                if let Some(d) = dcoefs()? {
+                    wn = wn.mul(&d.reshape(vec![n, o, 1, 1, 1])?)?;
+                }
+                wn
+            };
             let wn = wn.reshape(vec![n * o, i, kh, kw])?;
             let xg = up_fir(x)?;
             let (hh, ww) = (xg.dims()[2], xg.dims()[3]);
@@ -226,7 +245,7 @@ pub fn modulated_conv2d(
             let (oh, ow) = (y.dims()[2], y.dims()[3]);
             y.reshape(vec![n, o, oh, ow])
         }
-        ModConvPath::Fused => Err(crate::error::Error::Internal(
+        ModConvPath::Fused => Err(Error::Internal(
             "modulated_conv2d: the fused path is dispatched before".into(),
         )),
     }
@@ -398,7 +417,10 @@ fn fused_geometry(
         (2, Some(f)) => {
             let f2 = match *f.dims() {
                 [_, _] => f.detach(),
-                [k] => f.reshape(vec![k, 1])?.mul(&f.reshape(vec![1, k])?)?.detach(),
+                [k] => f
+                    .reshape(vec![k, 1])?
+                    .mul(&f.reshape(vec![1, k])?)?
+                    .detach(),
                 _ => {
                     return shape_err(
                         OP,
@@ -472,7 +494,10 @@ fn fused_geometry(
     if !a.gain.is_finite() || a.clamp.is_some_and(|c| c.is_nan() || c < 0.0) {
         return invalid(
             OP,
-            format!("gain {} must be finite and clamp {:?} >= 0", a.gain, a.clamp),
+            format!(
+                "gain {} must be finite and clamp {:?} >= 0",
+                a.gain, a.clamp
+            ),
         );
     }
     Ok((
@@ -559,7 +584,13 @@ impl FusedModConvOp {
         let mut gs = autograd::grad(&[y], &wrt, Some(std::slice::from_ref(g)), true)?.into_iter();
         Ok(inputs
             .iter()
-            .map(|t| if t.needs_grad() { gs.next().flatten() } else { None })
+            .map(|t| {
+                if t.needs_grad() {
+                    gs.next().flatten()
+                } else {
+                    None
+                }
+            })
             .collect())
     }
 
@@ -590,7 +621,9 @@ impl FusedModConvOp {
         let (gs, ys) = (g.storage(), y.storage());
         let pre = self.pre.as_ref().map(|t| t.storage());
         let d = self.d.as_ref().map(|t| t.storage());
-        let noise_st = epi.noise.map(|(nz, _)| (nz.storage(), nz.dims()[0] == n && n > 1));
+        let noise_st = epi
+            .noise
+            .map(|(nz, _)| (nz.storage(), nz.dims()[0] == n && n > 1));
         let eg = cuda::epilogue_grad(
             &gs,
             &ys,
@@ -620,10 +653,7 @@ impl FusedModConvOp {
                 m: i,
                 k: geo.k,
                 zhw: geo.ohw,
-                pad: [
-                    kh as isize - 1 - geo.pad[0],
-                    kw as isize - 1 - geo.pad[1],
-                ],
+                pad: [kh as isize - 1 - geo.pad[0], kw as isize - 1 - geo.pad[1]],
                 ohw: geo.zhw,
             };
             match &fst {
@@ -703,11 +733,7 @@ impl FusedModConvOp {
                 ds = Some(v.add(&t(dsd, vec![n, i]))?);
             }
         }
-        let mut out = vec![
-            dx.filter(|_| need_x),
-            dw,
-            ds.filter(|_| need_s),
-        ];
+        let mut out = vec![dx.filter(|_| need_x), dw, ds.filter(|_| need_s)];
         if let Some((nz, st)) = epi.noise {
             let dnoise = match eg.g {
                 Some(gp) if need_noise => Some(
@@ -719,11 +745,9 @@ impl FusedModConvOp {
                 _ => None,
             };
             let dstr = match eg.row_gn {
-                Some(r) if need_str => Some(
-                    t(r, vec![n, o])
-                        .sum_all()?
-                        .reshape(st.shape().clone())?,
-                ),
+                Some(r) if need_str => {
+                    Some(t(r, vec![n, o]).sum_all()?.reshape(st.shape().clone())?)
+                }
                 _ => None,
             };
             out.push(dnoise);
