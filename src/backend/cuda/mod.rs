@@ -12,8 +12,8 @@
 
 pub mod compile;
 pub mod elementwise;
-pub mod modconv;
 pub(crate) mod launch;
+pub mod modconv;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
