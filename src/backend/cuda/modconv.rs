@@ -253,6 +253,7 @@ fn to_i32(op: &'static str, v: usize) -> Result<i32> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Runs `modconv_fwd_*`: `y = epilogue(Σ w(m,c,ky,kx) · s[n,c]·Z[n,c,oy+ky−pad, ox+kx−pad])`.
 pub(crate) fn fused_conv(
     x: &Storage,
