@@ -140,8 +140,8 @@ extern "C" __global__ void modconv_fill(float* __restrict__ p, long long n, floa
 // GEMM with M = out channels, N = pixels, K = C·kh·kw.
 #define MC_TH 8
 #define MC_TW 16
-#define MC_BM 32
-#define MC_RM 4
+#define MC_BM 64
+#define MC_RM 8
 #define MC_RN 4
 #define MC_THREADS 256  // (MC_BM / MC_RM) warps × 32 lanes; MC_RN · 32 = MC_TH · MC_TW
 
@@ -228,9 +228,16 @@ __device__ __forceinline__ void mc_fwd_impl(
 #pragma unroll
         for (int kx = 0; kx < kw; ++kx) {
           // All lanes of a warp read the same weights (a broadcast).
-          const float4 wv = *reinterpret_cast<const float4*>(
-              ws + ((ci * kh + ky) * kw + kx) * MC_BM + wy * MC_RM);
-          const float wr[MC_RM] = {wv.x, wv.y, wv.z, wv.w};
+          const float* wp = ws + ((ci * kh + ky) * kw + kx) * MC_BM + wy * MC_RM;
+          float wr[MC_RM];
+#pragma unroll
+          for (int q = 0; q < MC_RM; q += 4) {
+            const float4 wv = *reinterpret_cast<const float4*>(wp + q);
+            wr[q] = wv.x;
+            wr[q + 1] = wv.y;
+            wr[q + 2] = wv.z;
+            wr[q + 3] = wv.w;
+          }
           const float* pp = ps + (ci * PH + ky) * PW + kx;
 #pragma unroll
           for (int j = 0; j < MC_RN; ++j) {

@@ -15,7 +15,7 @@ const MAX_BLOCKS: u32 = 1 << 16;
 /// MC_TH, MC_TW, MC_BM and MC_THREADS of modconv.cu.
 const TH: usize = 8;
 const TW: usize = 16;
-const BM: usize = 32;
+const BM: usize = 64;
 /// MC_WM, MC_WN, MC_WK of modconv.cu (weight-gradient tiles).
 const WM: usize = 64;
 const WN: usize = 64;
