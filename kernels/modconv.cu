@@ -47,10 +47,14 @@ __device__ __forceinline__ float mc_act_grad(float dy, float y, int act, float a
 // times `scale`: x itself (fir == nullptr) or upfirdn2d with zero insertion
 // `up`, leading pad (p0y, p0x) and the 2-D filter f [fh, fw] as a convolution
 // (flip_filter = false), times fir_gain. (zy, zx) must be inside Z.
+// UP, FH, FW > 0 fix up and the filter size at compile time (the 3×3 up-2
+// layer's [1,3,3,1] filter); 0 takes the run-time values.
+template <int UP = 0, int FH = 0, int FW = 0>
 __device__ __forceinline__ float mc_stage(const float* __restrict__ xp, int H, int W, int zy, int zx,
-                                          float scale, const float* __restrict__ fir, int fh, int fw,
-                                          int up, int p0y, int p0x, float fir_gain) {
+                                          float scale, const float* __restrict__ fir, int fh_rt,
+                                          int fw_rt, int up_rt, int p0y, int p0x, float fir_gain) {
   if (fir == nullptr) return xp[(long long)zy * W + zx] * scale;
+  const int up = UP > 0 ? UP : up_rt, fh = FH > 0 ? FH : fh_rt, fw = FW > 0 ? FW : fw_rt;
   // Filter position j reads the upsampled signal at z + j − p0: input pixel
   // (z + j − p0) / up when that divides exactly; the tap is f[fh − 1 − j].
   const int qy0 = zy - p0y, qx0 = zx - p0x;
@@ -158,7 +162,7 @@ struct McEpi {
   const float* dot_aux;    // [N, M, OH, OW]
 };
 
-template <int KH, int KW>
+template <int KH, int KW, int UP = 0, int FH = 0, int FW = 0>
 __device__ __forceinline__ void mc_fwd_impl(
     float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ in_scale,
     const float* __restrict__ w, long long w_off, int ws_m, int ws_c, int ws_y, int ws_x,
@@ -215,7 +219,7 @@ __device__ __forceinline__ void mc_fwd_impl(
       float v = 0.0f;
       if (c < C && zy >= 0 && zy < ZH && zx >= 0 && zx < ZW) {
         const float sc = in_scale != nullptr ? in_scale[(long long)n * C + c] : 1.0f;
-        v = mc_stage(x + ((long long)n * C + c) * plane, H, W, zy, zx, sc, fir, fh, fw, up, p0y,
+        v = mc_stage<UP, FH, FW>(x + ((long long)n * C + c) * plane, H, W, zy, zx, sc, fir, fh, fw, up, p0y,
                      p0x, fir_gain);
       }
       ps[idx] = v;
@@ -301,6 +305,10 @@ __device__ __forceinline__ void mc_fwd_impl(
 // shared memory (cc·kh·kw·MC_BM + cc·(MC_TH+kh−1)·(MC_TW+kw−1)) floats.
 extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_fwd_3x3(MC_FWD_PARAMS) {
   mc_fwd_impl<3, 3>(MC_FWD_ARGS);
+}
+// The up-2 layers with the 4×4 filter (shape checked at launch).
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_fwd_3x3_up2_f4(MC_FWD_PARAMS) {
+  mc_fwd_impl<3, 3, 2, 4, 4>(MC_FWD_ARGS);
 }
 extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_fwd_1x1(MC_FWD_PARAMS) {
   mc_fwd_impl<1, 1>(MC_FWD_ARGS);

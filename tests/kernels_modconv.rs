@@ -472,3 +472,40 @@ fn synthesis_layer_and_torgb_fused_path_on_cpu() {
         }
     }
 }
+
+/// Up-sampling with filters other than the 4×4 [1,3,3,1] (the generic FIR
+/// staging): a 3×3 [1,2,1] filter and a 1-D (separable) [1,3,3,1], forward
+/// and first-order gradients.
+#[test]
+fn fused_up2_with_other_filters() {
+    let p = ModConv::conv3x3_up2();
+    for (fname, taps, one_d) in [
+        ("f3", vec![1.0, 2.0, 1.0], false),
+        ("1-D f4", vec![1.0, 3.0, 3.0, 1.0], true),
+    ] {
+        for shape in [[3, 5, 67, 5, 7], [1, 3, 5, 1, 1]] {
+            on_every_device(&format!("up2 {fname} {shape:?}"), GRAD.0, GRAD.1, |dev| {
+                let mut t = inputs(shape, 3, p, EPILOGUES[4], dev)?;
+                t.f = if one_d {
+                    let s: f32 = taps.iter().sum();
+                    Tensor::from_vec(taps.iter().map(|v| v / s).collect(), vec![taps.len()], dev)?
+                } else {
+                    setup_filter(&taps, dev)?
+                };
+                // The output stays 2H: Z is 2H + pad0 + pad1 − f + 1 = 2H + 2, then a valid 3×3.
+                let y = run(&t, p, EPILOGUES[4])?;
+                with_grads1(
+                    y,
+                    &[
+                        &t.x,
+                        &t.w,
+                        &t.s,
+                        t.noise.as_ref().unwrap(),
+                        &t.strength,
+                        &t.bias,
+                    ],
+                )
+            });
+        }
+    }
+}

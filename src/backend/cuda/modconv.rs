@@ -364,6 +364,7 @@ pub(crate) fn fused_conv(
             shared_bytes: (4 * cc * per_chan) as u32,
         };
         let kernel = match (kh, kw) {
+            (3, 3) if fir.is_some_and(|f| f.up == 2 && f.fhw == [4, 4]) => "modconv_fwd_3x3_up2_f4",
             (3, 3) => "modconv_fwd_3x3",
             (1, 1) => "modconv_fwd_1x1",
             _ => "modconv_fwd_any",
