@@ -3,6 +3,22 @@
 //! the second-order ones regularization needs, follows from theirs.
 //!
 //! `y = d ⊙ conv(x ⊙ s, w)` with `d[n,o] = rsqrt(Σ_i s[n,i]² · Σ_k w[o,i,k]² + 1e-8)`.
+//!
+//! `modulated_conv2d_fused` runs the same math, plus the synthesis layer's
+//! noise, bias, activation and clamp, as one kernel (kernels/modconv.cu) on
+//! `Cuda`/`Sim`. Its first-order backward runs the family's backward kernels:
+//! - the epilogue's backward gives `g` (the gradient of `d ⊙ u`, `u` the raw
+//!   convolution saved by the forward), `gu = g · d` and the row sums
+//!   `Σ_p g` (bias), `Σ_p g · noise` (strength), `dd = Σ_p g · u`;
+//! - input gradient: the fused kernel on `gu` with the transposed, flipped
+//!   weight view and the styles as output scale (up 1), or that kernel onto
+//!   the up-sampled grid followed by the adjoint FIR step (up 2), each
+//!   reducing `Σ x · ∂L/∂(x ⊙ s)` for the styles on the way;
+//! - weight gradient: a split-K GEMM over (n, pixel) of `gu` and `s ⊙ Z`;
+//! - demodulation terms with `e = dd · d³`: `dw −= w · Σ_n e s²`,
+//!   `ds −= s · Σ_o e · Σ_k w²`.
+//! A backward that records a graph (create_graph) differentiates the
+//! composition instead, so every order of derivative stays available.
 
 use crate::autograd::{self, Backward};
 use crate::backend::cuda::modconv as cuda;
