@@ -470,46 +470,58 @@ extern "C" __global__ void __launch_bounds__(256)
 #pragma unroll
     for (int j = 0; j < 4; ++j) acc[r][j] = 0.0f;
 
+  // Every load of this thread is at K lane kl = tid % MC_WK (256 is a
+  // multiple of MC_WK), so its columns are fixed and its (n, oy, ox) only
+  // advances by MC_WK per step: no divisions inside the loop.
+  const int kl = tid % MC_WK, rl = tid / MC_WK;  // rl: row / column within a 16-wide group
+  constexpr int LOADS = (MC_WK * MC_WN) / 256;
+  int cc_[LOADS], cy_[LOADS], cx_[LOADS];
+#pragma unroll
+  for (int e = 0; e < LOADS; ++e) {
+    const int col = col0 + rl + 16 * e;
+    const int c = col / kk, t = col - c * kk;
+    cc_[e] = col < cols ? c : -1;
+    cy_[e] = t / kw - cpy;
+    cx_[e] = t % kw - cpx;
+  }
+  long long k = kbeg + kl;
+  int n = (int)(k / P), oy = (int)(k - (long long)n * P) / OW;
+  int ox = (int)(k - (long long)n * P) - oy * OW;
   for (long long k0 = kbeg; k0 < kend; k0 += MC_WK) {
     __syncthreads();
+    const bool kv = k < kend;
+    const int p = oy * OW + ox;
 #pragma unroll
     for (int e = 0; e < (MC_WK * MC_WM) / 256; ++e) {
-      const int idx = tid + 256 * e;
-      const int kl = idx % MC_WK, ml = idx / MC_WK;
-      const long long k = k0 + kl;
-      const int m = m0 + ml;
-      float v = 0.0f;
-      if (k < kend && m < M) {
-        const int n = (int)(k / P), p = (int)(k - (long long)n * P);
-        v = gu[((long long)n * M + m) * P + p];
-      }
-      as[kl * MC_WPAD + ml] = v;
+      const int ml = rl + 16 * e, m = m0 + ml;
+      as[kl * MC_WPAD + ml] = kv && m < M ? gu[((long long)n * M + m) * P + p] : 0.0f;
     }
 #pragma unroll
-    for (int e = 0; e < (MC_WK * MC_WN) / 256; ++e) {
-      const int idx = tid + 256 * e;
-      const int kl = idx % MC_WK, cl = idx / MC_WK;
-      const long long k = k0 + kl;
-      const int col = col0 + cl;
+    for (int e = 0; e < LOADS; ++e) {
       float v = 0.0f;
-      if (k < kend && col < cols) {
-        const int n = (int)(k / P), p = (int)(k - (long long)n * P);
-        const int oy = p / OW, ox = p - oy * OW;
-        const int c = col / kk, t = col - c * kk, ky = t / kw, kx = t - ky * kw;
-        const int zy = oy + ky - cpy, zx = ox + kx - cpx;
-        if (zy >= 0 && zy < ZH && zx >= 0 && zx < ZW) {
-          const long long nc = (long long)n * C + c;
-          v = z[(nc * ZH + zy) * ZW + zx];
-          if (in_scale != nullptr) v *= in_scale[nc];
-        }
+      const int zy = oy + cy_[e], zx = ox + cx_[e];
+      if (kv && cc_[e] >= 0 && zy >= 0 && zy < ZH && zx >= 0 && zx < ZW) {
+        const long long nc = (long long)n * C + cc_[e];
+        v = z[(nc * ZH + zy) * ZW + zx];
+        if (in_scale != nullptr) v *= in_scale[nc];
       }
-      bs[kl * MC_WPAD + cl] = v;
+      bs[kl * MC_WPAD + rl + 16 * e] = v;
+    }
+    k += MC_WK;
+    ox += MC_WK;
+    if (ox >= OW) {
+      oy += ox / OW;
+      ox %= OW;
+      if (oy >= OH) {
+        n += oy / OH;
+        oy %= OH;
+      }
     }
     __syncthreads();
 #pragma unroll
-    for (int kl = 0; kl < MC_WK; ++kl) {
-      const float4 a = *reinterpret_cast<const float4*>(as + kl * MC_WPAD + tm * 4);
-      const float4 b = *reinterpret_cast<const float4*>(bs + kl * MC_WPAD + tn * 4);
+    for (int q = 0; q < MC_WK; ++q) {
+      const float4 a = *reinterpret_cast<const float4*>(as + q * MC_WPAD + tm * 4);
+      const float4 b = *reinterpret_cast<const float4*>(bs + q * MC_WPAD + tn * 4);
       const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
       for (int r = 0; r < 4; ++r)
