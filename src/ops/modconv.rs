@@ -17,6 +17,7 @@
 //! - weight gradient: a split-K GEMM over (n, pixel) of `gu` and `s ⊙ Z`;
 //! - demodulation terms with `e = dd · d³`: `dw −= w · Σ_n e s²`,
 //!   `ds −= s · Σ_o e · Σ_k w²`.
+//!
 //! A backward that records a graph (create_graph) differentiates the
 //! composition instead, so every order of derivative stays available.
 
