@@ -14,6 +14,7 @@ pub(crate) mod bias_act;
 pub mod compile;
 pub mod elementwise;
 pub(crate) mod launch;
+pub mod modconv;
 pub(crate) mod noise;
 pub mod upfirdn;
 
