@@ -96,12 +96,15 @@ pub struct Row {
 }
 
 /// Median wall time of `f` over `iters` runs after one warm-up run.
-fn time(iters: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<Duration> {
+fn time(device: Device, iters: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<Duration> {
     f()?;
+    device.synchronize()?;
     let mut ts = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t0 = Instant::now();
         f()?;
+        // GPU launches return before the kernels finish.
+        device.synchronize()?;
         ts.push(t0.elapsed());
     }
     ts.sort();
@@ -135,7 +138,7 @@ pub fn run(
             ModConvPath::Grouped,
             ModConvPath::Fused,
         ] {
-            let t = time(iters, || {
+            let t = time(device, iters, || {
                 modulated_conv2d(&x, &w, &s, Some(&filter), case.p, path)
             })?;
             let base = *unfused.get_or_insert(t);
@@ -155,7 +158,7 @@ pub fn run(
                 padding: [case.p.padding; 2],
                 ..Default::default()
             };
-            let t = time(iters, || conv2d(&x, &w, conv))?;
+            let t = time(device, iters, || conv2d(&x, &w, conv))?;
             let row = Row {
                 case: case.name.into(),
                 path: "conv2d (no modulation)".into(),

@@ -149,6 +149,14 @@ pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
     Ok(g)
 }
 
+/// Blocks until GPU `ordinal`'s stream has drained.
+pub(crate) fn synchronize(ordinal: usize) -> Result<()> {
+    let gpu = gpu(ordinal)?;
+    gpu.stream
+        .synchronize()
+        .map_err(|e| gpu.err("synchronizing the stream", e))
+}
+
 /// Probes GPU `ordinal`: `Ok` when its driver, NVRTC and the device are all there.
 pub(crate) fn probe(ordinal: usize) -> Result<()> {
     gpu(ordinal).map(|_| ())
