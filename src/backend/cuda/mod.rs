@@ -11,8 +11,10 @@
 //! and returns `Error::Unavailable` naming the missing piece.
 
 pub mod compile;
+pub mod conv;
 pub mod elementwise;
 pub(crate) mod launch;
+pub mod matmul;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
