@@ -6,9 +6,10 @@
 // The tile scheme of kernels/conv.cu: a block of 256 threads computes a
 // 64×64 tile of C, stepping over k 16 at a time with the next step loaded
 // into registers while the current one is multiplied from shared memory;
-// each thread owns rows ty + 16r and columns tx + 16c (r, c < 4). Loads are
+// each thread owns rows 4ty + r and columns 4tx + c (r, c < 4). Loads are
 // bounds-checked (zero outside), so any m, n, k works. The launch code checks
-// that every operand has fewer than 2^31 elements (int offsets).
+// that every operand has fewer than 2^31 elements (int offsets). At most 64
+// registers (launch bounds 256 × 4 blocks per SM), no spills.
 #include "common.cuh"
 
 #define MM_BM 64
@@ -19,26 +20,26 @@
 #define MM_TILE (MM_BK * MM_LDS)
 #define MM_SHARED_FLOATS (4 * MM_TILE)
 
+// acc[r][c] += Σ_k As[k][4ty + r] · Bs[k][4tx + c] over one step.
 __device__ __forceinline__ void mm_tile_fma(const float* __restrict__ As,
                                             const float* __restrict__ Bs, float acc[4][4], int tx,
                                             int ty) {
 #pragma unroll
   for (int k = 0; k < MM_BK; ++k) {
-    float a[4], b[4];
-#pragma unroll
-    for (int r = 0; r < 4; ++r) a[r] = As[k * MM_LDS + ty + 16 * r];
-#pragma unroll
-    for (int c = 0; c < 4; ++c) b[c] = Bs[k * MM_LDS + tx + 16 * c];
+    // One 16-byte shared load per operand (rows are 16-byte aligned).
+    const float4 a = *reinterpret_cast<const float4*>(As + k * MM_LDS + 4 * ty);
+    const float4 b = *reinterpret_cast<const float4*>(Bs + k * MM_LDS + 4 * tx);
+    const float av[4] = {a.x, a.y, a.z, a.w}, bv[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
     for (int r = 0; r < 4; ++r)
 #pragma unroll
-      for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(a[r], b[c], acc[r][c]);
+      for (int c = 0; c < 4; ++c) acc[r][c] = fmaf(av[r], bv[c], acc[r][c]);
   }
 }
 
 // Grid: (ceil(n / 64), ceil(m / 64), min(batch, 65535)) with a grid-stride
 // loop over the batch; block 256; shared MM_SHARED_FLOATS floats.
-extern "C" __global__ void __launch_bounds__(MM_THREADS)
+extern "C" __global__ void __launch_bounds__(MM_THREADS, 4)
     matmul_tiled(float* __restrict__ c, const float* __restrict__ a, const float* __restrict__ b,
                  int batch, int m, int k, int n) {
   SHARED_MEM(float, smem);
@@ -95,11 +96,11 @@ extern "C" __global__ void __launch_bounds__(MM_THREADS)
     float* cb = c + bi * m * n;
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const int row = m0 + ty + 16 * r;
+      const int row = m0 + 4 * ty + r;
       if (row >= m) continue;
 #pragma unroll
       for (int cc = 0; cc < 4; ++cc) {
-        const int col = n0 + tx + 16 * cc;
+        const int col = n0 + 4 * tx + cc;
         if (col < n) cb[row * n + col] = acc[r][cc];
       }
     }
