@@ -37,7 +37,7 @@ __device__ __forceinline__ void mm_tile_fma(const float* __restrict__ As,
   }
 }
 
-// Grid: (ceil(n / 64), ceil(m / 64), min(batch, 65535)) with a grid-stride
+// Grid: (ceil(n / 64), ceil(m / 64), min(batch, 1024)) with a grid-stride
 // loop over the batch; block 256; shared MM_SHARED_FLOATS floats.
 extern "C" __global__ void __launch_bounds__(MM_THREADS, 4)
     matmul_tiled(float* __restrict__ c, const float* __restrict__ a, const float* __restrict__ b,

@@ -221,6 +221,24 @@ fn long_weight_gradient_reduction() {
 }
 
 #[test]
+fn empty_batch_and_channels() {
+    // No samples: the weight gradient is zero (an empty reduction); no input
+    // channels: the output is zero. Both exact.
+    on_every_device("conv2d empty", 0.0, 0.0, |dev| {
+        let p = conv([1, 1], [1, 1], 1);
+        let x0 = Tensor::zeros(vec![0, 3, 5, 5], dev);
+        let gy0 = Tensor::zeros(vec![0, 4, 5, 5], dev);
+        let x = Tensor::zeros(vec![2, 0, 5, 5], dev);
+        let w = Tensor::zeros(vec![4, 0, 3, 3], dev);
+        Ok(vec![
+            conv2d_weight_grad(&x0, &gy0, [3, 3], p)?,
+            conv2d(&x0, &leaf_on(&[4, 3, 3, 3], 1, dev), p)?,
+            conv2d(&x, &w, p)?,
+        ])
+    });
+}
+
+#[test]
 fn shape_errors_on_the_simulator() {
     let x = leaf_on(&[1, 4, 5, 5], 1, Device::Sim);
     let w = leaf_on(&[3, 3, 3, 3], 2, Device::Sim);

@@ -89,6 +89,17 @@ fn matmul_3d_forward_and_grads() {
 }
 
 #[test]
+fn matmul_batch_beyond_the_grid_slices() {
+    // More batch items (1030) than the launch's 1024 grid slices: blocks
+    // loop over the rest (k = 3: any summation order is within a few ulps).
+    on_every_device("matmul batch 1030", ATOL, RTOL, |dev| {
+        let a = leaf_on(&[1030, 2, 3], 1, dev);
+        let b = leaf_on(&[1030, 3, 2], 2, dev);
+        Ok(vec![a.matmul(&b)?])
+    });
+}
+
+#[test]
 fn matmul_with_empty_inner_dimension_is_zero() {
     on_every_device("matmul k = 0", 0.0, 0.0, |dev| {
         let a = Tensor::zeros(vec![3, 0], dev);

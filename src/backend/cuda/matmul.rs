@@ -14,6 +14,10 @@ const THREADS: u32 = 256;
 /// `MM_SHARED_FLOATS` of matmul.cu: two buffers of two 16 × (64 + 4) tiles.
 const SHARED_BYTES: u32 = (4 * 16 * (TILE + 4) * 4) as u32;
 const MAX_GRID_YZ: usize = 65535;
+/// Batch items beyond this many grid slices are looped over inside the
+/// kernel: 1024 × the row and column tiles already fill a GPU (an H200 holds
+/// 132 × 4 such blocks at once).
+const MAX_BATCH_SLICES: usize = 1024;
 
 /// `batch` products `[m, k] × [k, n]`, stored one after another in `a`, `b`
 /// and the result.
@@ -53,11 +57,10 @@ pub(crate) fn matmul(
         );
     }
     let cfg = Config {
-        // The kernel loops over the batch beyond 65535 grid slices.
         grid: (
             n.div_ceil(TILE) as u32,
             grid_y as u32,
-            batch.min(MAX_GRID_YZ) as u32,
+            batch.min(MAX_BATCH_SLICES) as u32,
         ),
         block: (THREADS, 1, 1),
         shared_bytes: SHARED_BYTES,
