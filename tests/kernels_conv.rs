@@ -1,7 +1,8 @@
 //! The conv kernel family (kernels/conv.cu) on every device: conv2d,
 //! conv2d_input_grad and conv2d_weight_grad, forward, first and second
 //! order gradients, on the simulator (always) and GPU 0 (when there is one)
-//! against the CPU reference, on shapes that are multiples of no tile; and
+//! against the CPU reference, on shapes that are multiples of no tile (and
+//! that reach each tile variant: 64- and 16-wide, see kernels/conv.cu); and
 //! the modulated convolution (which runs these kernels) against the official
 //! implementation's golden outputs on the simulator.
 
@@ -126,6 +127,8 @@ fn cases() -> Vec<Case> {
             [3, 1, 2, 3],
             conv([1, 2], [0, 0], 3),
         ),
+        // fromRGB-like 1×1 to 67 channels: a weight gradient with 5 columns.
+        ("1x1 to 67", [3, 5, 5, 7], [67, 5, 1, 1], Conv2d::default()),
         // The discriminator's down-sampling conv: 3×3 stride 2 valid.
         (
             "3x3 stride 2 valid",

@@ -12,13 +12,11 @@ use crate::error::{invalid, Result};
 use crate::tensor::Storage;
 
 const FAMILY: &str = "conv";
-/// `CONV_BM`/`CONV_BN` of conv.cu: the output tile of one block.
-const TILE: usize = 64;
 /// `CONV_BK`: the reduction step; split-K chunks are multiples of it.
 const STEP: usize = 16;
 const THREADS: u32 = 256;
-/// `CONV_SHARED_FLOATS` of conv.cu: two buffers of two 16 × (64 + 4) tiles.
-const SHARED_BYTES: u32 = (4 * STEP * (TILE + 4) * 4) as u32;
+/// A GEMM side of at most this many rows or columns gets a 16-wide tile.
+const SKINNY: usize = 16;
 /// Weight-gradient split-K: aim for about this many blocks (two per SM of a
 /// 132-SM H100/H200), as a weight alone often makes only a few 64×64 tiles ...
 const WGRAD_TARGET_BLOCKS: usize = 264;
@@ -91,11 +89,41 @@ fn check_grid(op: &'static str, grid: (usize, usize, usize)) -> Result<(u32, u32
     Ok((grid.0 as u32, grid.1 as u32, grid.2 as u32))
 }
 
-fn config(grid: (u32, u32, u32)) -> Config {
-    Config {
-        grid,
-        block: (THREADS, 1, 1),
-        shared_bytes: SHARED_BYTES,
+/// One instantiation of a kernel template of conv.cu: its name and its
+/// block tile `bm × bn` (`Tile<BM, BN>`).
+#[derive(Clone, Copy)]
+struct Variant {
+    name: &'static str,
+    bm: usize,
+    bn: usize,
+}
+
+impl Variant {
+    /// The variant for a GEMM of `rows × cols` per group: 16-wide tiles
+    /// where a side has at most 16 (and the variant exists), else 64.
+    fn pick(names: [&'static str; 4], rows: usize, cols: usize) -> Variant {
+        let (m16, n16) = (rows <= SKINNY, cols <= SKINNY);
+        let (i, bm, bn) = match (m16, n16) {
+            (false, false) => (0, 64, 64),
+            (true, false) => (1, 16, 64),
+            (false, true) => (2, 64, 16),
+            (true, true) => (3, 16, 16),
+        };
+        Variant {
+            name: names[i],
+            bm,
+            bn,
+        }
+    }
+
+    /// `Tile<BM, BN>::BUF` × 2 buffers, in bytes.
+    fn config(&self, grid: (u32, u32, u32)) -> Config {
+        let buf = STEP * ((self.bm + 4) + (self.bn + 4));
+        Config {
+            grid,
+            block: (THREADS, 1, 1),
+            shared_bytes: (2 * buf * 4) as u32,
+        }
     }
 }
 
@@ -109,23 +137,24 @@ pub(crate) fn conv2d(x: &Storage, w: &Storage, g: &ConvGeom, device: Device) -> 
     if len == 0 {
         return Ok(y.into_storage());
     }
-    let og = g.o / g.groups;
-    let grid = check_grid(
-        OP,
-        (
-            (g.n * g.oh * g.ow).div_ceil(TILE),
-            og.div_ceil(TILE),
-            g.groups,
-        ),
-    )?;
+    let (og, cols) = (g.o / g.groups, g.n * g.oh * g.ow);
+    // No 16-column variant: the columns are pixels, rarely that few.
+    let names = [
+        "conv2d_fwd",
+        "conv2d_fwd_m16",
+        "conv2d_fwd",
+        "conv2d_fwd_m16",
+    ];
+    let v = Variant::pick(names, og, usize::MAX);
+    let grid = check_grid(OP, (cols.div_ceil(v.bn), og.div_ceil(v.bm), g.groups))?;
     let (xin, win) = (InBuf::new(x, device)?, InBuf::new(w, device)?);
     let mut args = Args::new();
     args.push(y.ptr()).push(xin.ptr()).push(win.ptr());
     push_geom(&mut args, g);
-    // SAFETY: conv2d_fwd(float*, const float*, const float*, 14 × int); the
+    // SAFETY: conv2d_fwd*(float*, const float*, const float*, 14 × int); the
     // buffers hold the [n, o, oh, ow], [n, c, h, w] and [o, c/groups, kh, kw]
     // tensors of `g`, the only elements the kernel touches.
-    unsafe { launch(device, FAMILY, "conv2d_fwd", config(grid), &mut args)? };
+    unsafe { launch(device, FAMILY, v.name, v.config(grid), &mut args)? };
     Ok(y.into_storage())
 }
 
@@ -147,12 +176,19 @@ pub(crate) fn conv2d_input_grad(
     let [sy, sx] = g.stride;
     // One grid slice per (group, stride phase); the x extent covers the
     // largest phase (phase 0: ceil(h/sy) × ceil(w/sx) pixels per sample).
-    let cols = g.n * g.h.div_ceil(sy) * g.w.div_ceil(sx);
+    let (cg, cols) = (g.c / g.groups, g.n * g.h.div_ceil(sy) * g.w.div_ceil(sx));
+    let names = [
+        "conv2d_dgrad",
+        "conv2d_dgrad_m16",
+        "conv2d_dgrad",
+        "conv2d_dgrad_m16",
+    ];
+    let v = Variant::pick(names, cg, usize::MAX);
     let grid = check_grid(
         OP,
         (
-            cols.div_ceil(TILE),
-            (g.c / g.groups).div_ceil(TILE),
+            cols.div_ceil(v.bn),
+            cg.div_ceil(v.bm),
             g.groups.saturating_mul(sy.saturating_mul(sx)),
         ),
     )?;
@@ -160,21 +196,21 @@ pub(crate) fn conv2d_input_grad(
     let mut args = Args::new();
     args.push(gx.ptr()).push(gyin.ptr()).push(win.ptr());
     push_geom(&mut args, g);
-    // SAFETY: conv2d_dgrad(float*, const float*, const float*, 14 × int); the
+    // SAFETY: conv2d_dgrad*(float*, const float*, const float*, 14 × int); the
     // buffers hold the [n, c, h, w], [n, o, oh, ow] and weight tensors of
     // `g`; every phase writes exactly its own input pixels, so together they
     // write every element of gx.
-    unsafe { launch(device, FAMILY, "conv2d_dgrad", config(grid), &mut args)? };
+    unsafe { launch(device, FAMILY, v.name, v.config(grid), &mut args)? };
     Ok(gx.into_storage())
 }
 
 /// How many contiguous ranges the weight gradient's reduction over
 /// `n · oh · ow` is split into, and the length of each (a multiple of the
 /// kernel's step).
-fn wgrad_splits(g: &ConvGeom) -> (usize, usize) {
+fn wgrad_splits(g: &ConvGeom, v: Variant) -> (usize, usize) {
     let l = g.n * g.oh * g.ow;
     let kc = (g.c / g.groups) * g.kh * g.kw;
-    let base = g.groups * (g.o / g.groups).div_ceil(TILE) * kc.div_ceil(TILE);
+    let base = g.groups * (g.o / g.groups).div_ceil(v.bm) * kc.div_ceil(v.bn);
     let want = (WGRAD_TARGET_BLOCKS / base.max(1))
         .min(l.div_ceil(WGRAD_MIN_CHUNK))
         .clamp(1, WGRAD_MAX_SPLITS);
@@ -199,19 +235,26 @@ pub(crate) fn conv2d_weight_grad(
     device: Device,
 ) -> Result<Storage> {
     const OP: &str = "conv2d_weight_grad";
-    let wlen = g.o * (g.c / g.groups) * g.kh * g.kw;
-    let (splits, chunk) = wgrad_splits(g);
+    let kc = (g.c / g.groups) * g.kh * g.kw;
+    let wlen = g.o * kc;
+    let names = [
+        "conv2d_wgrad",
+        "conv2d_wgrad_m16",
+        "conv2d_wgrad_n16",
+        "conv2d_wgrad_m16n16",
+    ];
+    let v = Variant::pick(names, g.o / g.groups, kc);
+    let (splits, chunk) = wgrad_splits(g, v);
     check_fits(OP, g, &[("split-K workspace", splits * wlen)])?;
     let mut gw = alloc(device, wlen)?;
     if wlen == 0 {
         return Ok(gw.into_storage());
     }
-    let kc = (g.c / g.groups) * g.kh * g.kw;
     let grid = check_grid(
         OP,
         (
-            kc.div_ceil(TILE),
-            (g.o / g.groups).div_ceil(TILE),
+            kc.div_ceil(v.bn),
+            (g.o / g.groups).div_ceil(v.bm),
             g.groups * splits,
         ),
     )?;
@@ -229,10 +272,10 @@ pub(crate) fn conv2d_weight_grad(
     args.push(out_ptr).push(xin.ptr()).push(gyin.ptr());
     push_geom(&mut args, g);
     args.push(splits as i32).push(chunk as i32);
-    // SAFETY: conv2d_wgrad(float*, const float*, const float*, 16 × int);
+    // SAFETY: conv2d_wgrad*(float*, const float*, const float*, 16 × int);
     // `out` holds splits × [o, c/groups, kh, kw] floats, every one written
     // (a split with an empty range writes zeros); x and gy hold the tensors of `g`.
-    unsafe { launch(device, FAMILY, "conv2d_wgrad", config(grid), &mut args)? };
+    unsafe { launch(device, FAMILY, v.name, v.config(grid), &mut args)? };
     if let Some(mut p) = partial {
         let mut args = Args::new();
         args.push(gw.ptr())
