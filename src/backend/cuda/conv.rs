@@ -80,10 +80,10 @@ fn check_fits(op: &'static str, g: &ConvGeom, extra: &[(&str, usize)]) -> Result
 }
 
 fn check_grid(op: &'static str, grid: (usize, usize, usize)) -> Result<(u32, u32, u32)> {
-    if grid.0 > u32::MAX as usize || grid.1 > MAX_GRID_YZ || grid.2 > MAX_GRID_YZ {
+    if grid.0 > i32::MAX as usize || grid.1 > MAX_GRID_YZ || grid.2 > MAX_GRID_YZ {
         return invalid(
             op,
-            format!("launch grid {grid:?} exceeds the CUDA limits (2^32 − 1, 65535, 65535)"),
+            format!("launch grid {grid:?} exceeds the CUDA limits (2^31 − 1, 65535, 65535)"),
         );
     }
     Ok((grid.0 as u32, grid.1 as u32, grid.2 as u32))
@@ -100,7 +100,8 @@ struct Variant {
 
 impl Variant {
     /// The variant for a GEMM of `rows × cols` per group: 16-wide tiles
-    /// where a side has at most 16 (and the variant exists), else 64.
+    /// where a side has at most 16, else 64. `names` lists the kernels for
+    /// 64×64, 16×64, 64×16 and 16×16 tiles.
     fn pick(names: [&'static str; 4], rows: usize, cols: usize) -> Variant {
         let (m16, n16) = (rows <= SKINNY, cols <= SKINNY);
         let (i, bm, bn) = match (m16, n16) {
@@ -116,7 +117,7 @@ impl Variant {
         }
     }
 
-    /// `Tile<BM, BN>::BUF` × 2 buffers, in bytes.
+    /// 256 threads and two buffers of `Tile<BM, BN>::BUF` floats of shared memory.
     fn config(&self, grid: (u32, u32, u32)) -> Config {
         let buf = STEP * ((self.bm + 4) + (self.bn + 4));
         Config {
