@@ -10,11 +10,14 @@
 //! load `libcuda`/`libnvrtc`, so every entry point probes the libraries first
 //! and returns `Error::Unavailable` naming the missing piece.
 
+pub(crate) mod bias_act;
 pub mod compile;
 pub mod conv;
 pub mod elementwise;
 pub(crate) mod launch;
 pub mod matmul;
+pub(crate) mod noise;
+pub mod upfirdn;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
