@@ -27,7 +27,11 @@ fn modconv(c: &mut Criterion) {
             .add_scalar(1.0)
             .unwrap();
         group.throughput(Throughput::Elements(case.flops() as u64));
-        for path in [ModConvPath::Unfused, ModConvPath::Grouped] {
+        for path in [
+            ModConvPath::Unfused,
+            ModConvPath::Grouped,
+            ModConvPath::Fused,
+        ] {
             group.bench_function(BenchmarkId::new(format!("{path:?}"), case.name), |b| {
                 b.iter(|| modulated_conv2d(&x, &w, &s, Some(&f), case.p, path).unwrap())
             });

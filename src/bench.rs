@@ -130,7 +130,11 @@ pub fn run(
         let w = Tensor::randn(vec![case.cout, case.cin, k, k], &mut rng, device);
         let s = Tensor::randn(vec![case.batch, case.cin], &mut rng, device).add_scalar(1.0)?;
         let mut unfused = None;
-        for path in [ModConvPath::Unfused, ModConvPath::Grouped] {
+        for path in [
+            ModConvPath::Unfused,
+            ModConvPath::Grouped,
+            ModConvPath::Fused,
+        ] {
             let t = time(iters, || {
                 modulated_conv2d(&x, &w, &s, Some(&filter), case.p, path)
             })?;

@@ -16,6 +16,7 @@ pub mod conv;
 pub mod elementwise;
 pub(crate) mod launch;
 pub mod matmul;
+pub mod modconv;
 pub(crate) mod noise;
 pub mod upfirdn;
 
