@@ -141,21 +141,9 @@ impl Tensor {
         }))
     }
 
-    /// The result of an op computed on the host: records `op` and `inputs` in
-    /// the graph when grad mode is on and any input needs a gradient. On a GPU
-    /// device the data stays on the host until a kernel reads it.
-    pub(crate) fn from_op(
-        data: Vec<f32>,
-        shape: impl Into<Shape>,
-        device: Device,
-        op: impl Backward + 'static,
-        inputs: Vec<Tensor>,
-    ) -> Tensor {
-        Tensor::from_op_storage(Storage::Cpu(data), shape, device, op, inputs)
-    }
-
-    /// The result of an op computed on the device: like `from_op`, with the
-    /// result already in a device buffer.
+    /// The result of an op (on the host or in a device buffer): records `op`
+    /// and `inputs` in the graph when grad mode is on and any input needs a
+    /// gradient.
     pub(crate) fn from_op_storage(
         storage: Storage,
         shape: impl Into<Shape>,

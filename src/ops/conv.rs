@@ -13,10 +13,10 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::conv::{self as cpu, ConvGeom};
+use crate::backend::cuda::conv as cuda;
 use crate::device::Device;
-use crate::error::no_kernel;
 use crate::error::{invalid, shape_err, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
 /// Parameters of a 2-D convolution; `stride` and `padding` are `[y, x]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,10 +258,10 @@ pub fn conv2d(x: &Tensor, w: &Tensor, p: Conv2d) -> Result<Tensor> {
     let xs = format!("input {}", x.shape());
     let g = geometry(OP, &p, [n, c, h, wd], &xs, wdims, &w.shape().to_string())?;
     let data = match device {
-        Device::Cpu => cpu::conv2d(x.storage().cpu(), w.storage().cpu(), &g),
-        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+        Device::Cpu => Storage::Cpu(cpu::conv2d(x.storage().cpu(), w.storage().cpu(), &g)),
+        Device::Cuda(_) | Device::Sim => cuda::conv2d(&x.storage(), &w.storage(), &g, device)?,
     };
-    Ok(Tensor::from_op(
+    Ok(Tensor::from_op_storage(
         data,
         vec![g.n, g.o, g.oh, g.ow],
         device,
@@ -297,10 +297,16 @@ pub fn conv2d_input_grad(
         &format!("{xs} and weight {ws}"),
     )?;
     let data = match device {
-        Device::Cpu => cpu::conv2d_input_grad(gy.storage().cpu(), w.storage().cpu(), &g),
-        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+        Device::Cpu => Storage::Cpu(cpu::conv2d_input_grad(
+            gy.storage().cpu(),
+            w.storage().cpu(),
+            &g,
+        )),
+        Device::Cuda(_) | Device::Sim => {
+            cuda::conv2d_input_grad(&gy.storage(), &w.storage(), &g, device)?
+        }
     };
-    Ok(Tensor::from_op(
+    Ok(Tensor::from_op_storage(
         data,
         vec![g.n, g.c, g.h, g.w],
         device,
@@ -344,10 +350,16 @@ pub fn conv2d_weight_grad(
         &format!("{xs} and weight {ws}"),
     )?;
     let data = match device {
-        Device::Cpu => cpu::conv2d_weight_grad(x.storage().cpu(), gy.storage().cpu(), &g),
-        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+        Device::Cpu => Storage::Cpu(cpu::conv2d_weight_grad(
+            x.storage().cpu(),
+            gy.storage().cpu(),
+            &g,
+        )),
+        Device::Cuda(_) | Device::Sim => {
+            cuda::conv2d_weight_grad(&x.storage(), &gy.storage(), &g, device)?
+        }
     };
-    Ok(Tensor::from_op(
+    Ok(Tensor::from_op_storage(
         data,
         wdims.to_vec(),
         device,

@@ -4,10 +4,10 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::matmul as cpu;
+use crate::backend::cuda::matmul as cuda;
 use crate::device::Device;
-use crate::error::no_kernel;
 use crate::error::{shape_err, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
 struct MatmulOp;
 
@@ -71,15 +71,24 @@ impl Tensor {
             }
         };
         let data = match device {
-            Device::Cpu => cpu::matmul(self.storage().cpu(), rhs.storage().cpu(), batch, m, k, n),
-            Device::Cuda(_) | Device::Sim => return Err(no_kernel("matmul", device)),
+            Device::Cpu => Storage::Cpu(cpu::matmul(
+                self.storage().cpu(),
+                rhs.storage().cpu(),
+                batch,
+                m,
+                k,
+                n,
+            )),
+            Device::Cuda(_) | Device::Sim => {
+                cuda::matmul(&self.storage(), &rhs.storage(), batch, m, k, n, device)?
+            }
         };
         let dims = if a.len() == 2 {
             vec![m, n]
         } else {
             vec![batch, m, n]
         };
-        Ok(Tensor::from_op(
+        Ok(Tensor::from_op_storage(
             data,
             dims,
             device,

@@ -12,8 +12,10 @@
 
 pub(crate) mod bias_act;
 pub mod compile;
+pub mod conv;
 pub mod elementwise;
 pub(crate) mod launch;
+pub mod matmul;
 pub mod modconv;
 pub(crate) mod noise;
 pub mod upfirdn;
