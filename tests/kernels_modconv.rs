@@ -274,7 +274,6 @@ fn fused_path_of_modulated_conv2d() {
 /// create_graph: the fused op's recorded backward is the composed rule, so
 /// gradients (and their gradients) match the CPU composition.
 #[test]
-#[ignore = "needs conv/upfirdn/bias_act/noise kernels on Sim (other branches)"]
 fn fused_create_graph_gradients() {
     for (name, p, k) in cases() {
         let shape = [3, 5, 3, 5, 7];
@@ -400,7 +399,6 @@ fn fused_rejects_bad_arguments() {
 /// The grouped path with its per-sample weights from `modconv_modulate_weight`
 /// (used when no gradient is recorded) against the CPU.
 #[test]
-#[ignore = "needs the grouped conv2d kernel on Sim (other branch)"]
 fn grouped_path_with_modulated_weight_kernel() {
     let _g = stylegan2::no_grad();
     for (name, p, k) in cases() {
