@@ -50,14 +50,6 @@ pub(crate) fn shape_err<T>(op: &'static str, msg: impl Into<String>) -> Result<T
     })
 }
 
-/// The error of an op whose family has no CUDA kernel yet, on `Device::Cuda`
-/// or `Device::Sim`: `return Err(no_kernel("upfirdn2d", device))`.
-pub fn no_kernel(op: &str, device: crate::Device) -> Error {
-    Error::Unavailable(format!(
-        "{op} has no CUDA kernel yet (device {device}); run it on Device::Cpu"
-    ))
-}
-
 /// Shorthand for an invalid-argument error.
 pub(crate) fn invalid<T>(op: &'static str, msg: impl Into<String>) -> Result<T> {
     Err(Error::Invalid {
