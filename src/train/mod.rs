@@ -219,8 +219,8 @@ impl Trainer {
         if opts.batch == Some(0) {
             return invalid("train", "--batch must be ≥ 1");
         }
-        positive("--glr", opts.glr)?;
-        positive("--dlr", opts.dlr)?;
+        positive("G learning rate (--glr/--lr)", opts.glr)?;
+        positive("D learning rate (--dlr/--lr)", opts.dlr)?;
         positive("--ema-kimg", opts.ema_kimg)?;
         if let Some(g) = opts.gamma {
             if !(g.is_finite() && g >= 0.0) {
@@ -577,11 +577,10 @@ impl Trainer {
         let mut last_snapshot = None;
         let mut last_stats = Vec::new();
         let mut interval_start = (Instant::now(), self.cur_nimg);
-        let mut next_snap = if snap > 0 {
-            (self.cur_nimg / snap + 1) * snap
-        } else {
-            u64::MAX
-        };
+        let mut next_snap = self
+            .cur_nimg
+            .checked_div(snap)
+            .map_or(u64::MAX, |k| (k + 1) * snap);
         while self.cur_nimg < total {
             self.step()?;
             let (t0, n0) = interval_start;
