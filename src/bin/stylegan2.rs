@@ -72,6 +72,7 @@ enum Command {
         /// Also train on x-flipped images.
         #[arg(long)]
         mirror: bool,
+        /// Seed of the initial weights, the data order and the latents.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// auto (the GPU if one is found, else the CPU), cpu, cuda, cuda:N or sim.

@@ -1,15 +1,18 @@
 //! Adam as `torch.optim.Adam` (no weight decay, no amsgrad), updating
-//! parameter leaves outside the graph with `Tensor::assign`, composed from
-//! elementwise ops so it runs on every device.
+//! parameter leaves outside the graph with `Tensor::assign`. One fused pass
+//! per parameter: `adam_step` of kernels/elementwise.cu on `Cuda`/`Sim`,
+//! its twin [`adam_update_host`] on the CPU.
 //!
 //! Per parameter, at its own step `t` (a parameter without a gradient in a
 //! step is skipped and its `t` does not advance, as in torch):
 //! `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`,
 //! `p ← p − lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + ε)`.
 
+use crate::backend::cuda::elementwise::{self as cuda, AdamScalars};
+use crate::device::Device;
 use crate::error::{invalid, Error, Result};
 use crate::nn::StateDict;
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
 /// Adam hyperparameters. StyleGAN2: betas (0, 0.99), eps 1e-8.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -124,29 +127,43 @@ impl Adam {
                     msg: format!("gradient {} for parameter {name} {}", g.shape(), p.shape()),
                 });
             }
-            // nan_to_num: the clamp maps ±inf to ±1e5; the x == x mask zeroes NaN.
-            let g = g.detach().clamp(-1e5, 1e5)?.mul(&g.eq_mask(g)?)?;
-            let m = match &self.m[i] {
-                Some(m) => m.scale(b1)?.add(&g.scale(1.0 - b1)?)?,
-                None => g.scale(1.0 - b1)?,
-            };
-            let g2 = g.square()?.scale(1.0 - b2)?;
-            let v = match &self.v[i] {
-                Some(v) => v.scale(b2)?.add(&g2)?,
-                None => g2,
-            };
+            let device = Tensor::same_device("adam", &[p, g])?;
             self.steps[i] += 1;
             let t = self.steps[i] as f64;
-            let bc1 = 1.0 - (b1 as f64).powf(t);
-            let bc2 = 1.0 - (b2 as f64).powf(t);
-            let step_size = (lr as f64 / bc1) as f32;
-            let denom = v
-                .sqrt()?
-                .scale((1.0 / bc2.sqrt()) as f32)?
-                .add_scalar(eps)?;
-            p.assign(&p.sub(&m.div(&denom)?.scale(step_size)?)?)?;
-            self.m[i] = Some(m);
-            self.v[i] = Some(v);
+            let k = AdamScalars {
+                b1,
+                b2,
+                step_size: (lr as f64 / (1.0 - (b1 as f64).powf(t))) as f32,
+                inv_sqrt_bc2: (1.0 / (1.0 - (b2 as f64).powf(t)).sqrt()) as f32,
+                eps,
+            };
+            let (ps, gs) = (p.storage(), g.storage());
+            let state = match (&self.m[i], &self.v[i]) {
+                (Some(m), Some(v)) => Some((m.storage(), v.storage())),
+                _ => None,
+            };
+            let (pn, mn, vn) = match device {
+                Device::Cpu => {
+                    let st = match &state {
+                        Some((m, v)) => Some((m.host()?, v.host()?)),
+                        None => None,
+                    };
+                    let (pn, mn, vn) = adam_update_host(ps.host()?, st, gs.host()?, k);
+                    (Storage::Cpu(pn), Storage::Cpu(mn), Storage::Cpu(vn))
+                }
+                Device::Cuda(_) | Device::Sim => cuda::adam_step(
+                    &ps,
+                    state.as_ref().map(|(m, v)| (&**m, &**v)),
+                    &gs,
+                    p.numel(),
+                    device,
+                    k,
+                )?,
+            };
+            let shape = p.shape().clone();
+            p.assign(&Tensor::from_device_storage(pn, shape.clone(), device))?;
+            self.m[i] = Some(Tensor::from_device_storage(mn, shape.clone(), device));
+            self.v[i] = Some(Tensor::from_device_storage(vn, shape, device));
         }
         Ok(())
     }
@@ -198,4 +215,32 @@ impl Adam {
         self.steps = steps.to_vec();
         Ok(())
     }
+}
+
+/// The CPU twin of the `adam_step` kernel: `(p', m', v')` from `p`, the
+/// moments (`None` on the first step) and the gradient, with the kernel's
+/// operation order.
+pub(crate) fn adam_update_host(
+    p: &[f32],
+    state: Option<(&[f32], &[f32])>,
+    g: &[f32],
+    k: AdamScalars,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let n = p.len();
+    let (mut pn, mut mn, mut vn) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    for i in 0..n {
+        // nan_to_num: NaN → 0, ±inf → ±1e5.
+        let gi = if g[i].is_nan() {
+            0.0
+        } else {
+            g[i].clamp(-1e5, 1e5)
+        };
+        let (m0, v0) = state.map_or((0.0, 0.0), |(m, v)| (k.b1 * m[i], k.b2 * v[i]));
+        let mi = m0 + (1.0 - k.b1) * gi;
+        let vi = v0 + (1.0 - k.b2) * (gi * gi);
+        mn[i] = mi;
+        vn[i] = vi;
+        pn[i] = p[i] - (mi / (vi.sqrt() * k.inv_sqrt_bc2 + k.eps)) * k.step_size;
+    }
+    (pn, mn, vn)
 }

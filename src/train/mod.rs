@@ -174,6 +174,13 @@ fn step_seed(seed: u64, step: u64) -> u64 {
     x ^ (x >> 29)
 }
 
+fn set_requires_grad(m: &dyn Module, on: bool) -> Result<()> {
+    for (_, p) in m.parameters() {
+        p.set_requires_grad(on)?;
+    }
+    Ok(())
+}
+
 fn positive(name: &str, v: Option<f32>) -> Result<()> {
     match v {
         Some(x) if !(x.is_finite() && x > 0.0) => {
@@ -413,6 +420,14 @@ impl Trainer {
         let z_dim = self.config.generator.z_dim;
         for (phase, interval) in self.phases_of(self.step) {
             let gen_z = Tensor::randn(vec![self.batch, z_dim], &mut rng, device);
+            // As the official loop, only the trained network requires
+            // gradients: backward then skips the other's weight gradients.
+            let other: &dyn Module = if phase.is_generator() {
+                &self.d
+            } else {
+                &self.g
+            };
+            set_requires_grad(other, false)?;
             let out = self.loss.phase_loss(
                 phase,
                 &self.g,
@@ -423,7 +438,9 @@ impl Trainer {
                 None,
                 interval as f32,
                 &mut rng,
-            )?;
+            );
+            set_requires_grad(other, true)?;
+            let out = out?;
             let opt = if phase.is_generator() {
                 &mut self.opt_g
             } else {
@@ -548,14 +565,21 @@ impl Trainer {
             indicatif::ProgressBar::hidden()
         };
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
-                .map_err(|e| Error::Internal(format!("progress template: {e}")))?
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {msg}  eta {eta}",
+            )
+            .map_err(|e| Error::Internal(format!("progress template: {e}")))?
+            .progress_chars("=> "),
         );
         bar.set_position(self.cur_nimg.min(total));
         let progress = self.opts.progress;
+        // Status lines go above the bar, or to stdout when there is no
+        // terminal to draw it on (indicatif then hides the bar and its lines).
         let say = |bar: &indicatif::ProgressBar, line: String| {
-            if progress {
+            if !progress {
+            } else if bar.is_hidden() {
+                println!("{line}");
+            } else {
                 bar.println(line);
             }
         };
