@@ -267,6 +267,21 @@ fn image_folder_and_zip_read_images_as_chw() {
     let gds = ImageFolder::open(&gray).unwrap();
     assert_eq!(gds.channels(), 1);
     assert_eq!(gds.image(0).unwrap()[5], 50);
+    // JPEG (lossy: pixels within a few levels of a smooth ramp).
+    let jpg = dir.join("jpg");
+    std::fs::create_dir_all(&jpg).unwrap();
+    let ramp = image::RgbImage::from_fn(16, 16, |x, y| image::Rgb([x as u8 * 8, y as u8 * 8, 100]));
+    image::DynamicImage::from(ramp)
+        .save_with_format(jpg.join("a.jpg"), image::ImageFormat::Jpeg)
+        .unwrap();
+    let jds = ImageFolder::open(&jpg).unwrap();
+    assert_eq!((jds.resolution(), jds.channels()), (16, 3));
+    let px = jds.image(0).unwrap();
+    assert!(
+        (px[2 * 256 + 5 * 16 + 5] as i32 - 100).abs() <= 8,
+        "{}",
+        px[2 * 256 + 85]
+    );
 
     // A zip as the official dataset_tool writes it (stored entries).
     let zpath = dir.join("data.zip");
@@ -616,5 +631,32 @@ fn bad_options_are_refused_with_a_reason() {
         let e = Trainer::new(o).err().expect(needle).to_string();
         assert!(e.contains(needle), "{needle}: {e}");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn trains_on_a_folder_of_gray_images() {
+    let dir = tmpdir("gray_run");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..3 {
+        write_png(&data.join(format!("{i}.png")), 8, 8, false);
+    }
+    let o = TrainOptions {
+        resolution: None,
+        data: data.to_str().unwrap().into(),
+        batch: Some(2),
+        kimg: 0.004,
+        mirror: true,
+        ..opts(&dir.join("run"), 1.0)
+    };
+    let s = Trainer::new(o).unwrap().run().unwrap();
+    assert_eq!(s.steps, 2);
+    let (cfg, g) = load_generator(s.last_snapshot.unwrap(), Device::Cpu).unwrap();
+    assert_eq!(
+        (cfg.generator.img_resolution, cfg.generator.img_channels),
+        (8, 1)
+    );
+    assert_eq!(g.config.img_channels, 1);
     std::fs::remove_dir_all(&dir).ok();
 }
