@@ -79,6 +79,10 @@ fn train_then_generate_and_refuse_bad_flags() {
     fails(&["train", "--kimg", "0", "--device", "cpu"], "--kimg");
     fails(&["train", "--kimg", "x"], "--kimg");
     fails(&["train", "--batch", "0", "--device", "cpu"], "--batch");
+    fails(
+        &["train", "--batch", "6", "--device", "cpu"],
+        "group size 4",
+    );
     fails(&["train", "--grid", "0"], "--grid");
     fails(&["train", "--device", "tpu"], "unknown device");
     fails(

@@ -288,6 +288,16 @@ impl Trainer {
         }
         let t = &config.training;
         let batch = opts.batch.unwrap_or(t.batch);
+        if let Some(group) = config.discriminator.mbstd_group_size {
+            if config.discriminator.mbstd_num_channels > 0 && batch % group.min(batch) != 0 {
+                return invalid(
+                    "train",
+                    format!(
+                        "--batch {batch} must be a multiple of D's minibatch-stddev group size {group} (or smaller than it)"
+                    ),
+                );
+            }
+        }
         let gamma = opts.gamma.unwrap_or(t.r1_gamma);
         let ema_kimg = opts.ema_kimg.unwrap_or(t.ema_kimg);
         let ema_rampup = t.ema_rampup;
