@@ -1,5 +1,7 @@
-//! CPU baseline: conv2d and the composed modulated convolution (both paths)
-//! at StyleGAN2 layer shapes; throughput in FLOP/s (multiply-add = 2).
+//! conv2d and the modulated convolution (unfused, grouped and fused paths,
+//! side by side) at StyleGAN2 layer shapes; throughput in FLOP/s
+//! (multiply-add = 2). Runs on GPU 0 when there is one, else on the CPU;
+//! `STYLEGAN2_BENCH_DEVICE=cpu|sim|cuda:N` chooses.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use stylegan2::bench::default_cases;
@@ -10,10 +12,13 @@ use stylegan2::{no_grad, Device, Tensor};
 
 fn modconv(c: &mut Criterion) {
     let _g = no_grad();
-    let dev = Device::Cpu;
+    let dev = match std::env::var("STYLEGAN2_BENCH_DEVICE") {
+        Ok(s) => Device::parse(&s).unwrap_or_else(|e| panic!("STYLEGAN2_BENCH_DEVICE: {e}")),
+        Err(_) => Device::parse("auto").expect("auto falls back to the CPU"),
+    };
     let mut rng = stylegan2::rng(0);
     let f = setup_filter(&[1.0, 3.0, 3.0, 1.0], dev).unwrap();
-    let mut group = c.benchmark_group("modconv_cpu");
+    let mut group = c.benchmark_group(format!("modconv_{dev}").replace(':', ""));
     group.sample_size(10);
     for case in default_cases(std::env::var_os("STYLEGAN2_BENCH_QUICK").is_some()) {
         let k = if case.p.padding == 0 { 1 } else { 3 };
@@ -27,9 +32,18 @@ fn modconv(c: &mut Criterion) {
             .add_scalar(1.0)
             .unwrap();
         group.throughput(Throughput::Elements(case.flops() as u64));
-        for path in [ModConvPath::Unfused, ModConvPath::Grouped] {
+        for path in [
+            ModConvPath::Unfused,
+            ModConvPath::Grouped,
+            ModConvPath::Fused,
+        ] {
             group.bench_function(BenchmarkId::new(format!("{path:?}"), case.name), |b| {
-                b.iter(|| modulated_conv2d(&x, &w, &s, Some(&f), case.p, path).unwrap())
+                b.iter(|| {
+                    let y = modulated_conv2d(&x, &w, &s, Some(&f), case.p, path).unwrap();
+                    // GPU launches return before the kernels finish.
+                    dev.synchronize().unwrap();
+                    y
+                })
             });
         }
         if case.p.up == 1 {
@@ -38,7 +52,11 @@ fn modconv(c: &mut Criterion) {
                 ..Default::default()
             };
             group.bench_function(BenchmarkId::new("conv2d", case.name), |b| {
-                b.iter(|| conv2d(&x, &w, p).unwrap())
+                b.iter(|| {
+                    let y = conv2d(&x, &w, p).unwrap();
+                    dev.synchronize().unwrap();
+                    y
+                })
             });
         }
     }

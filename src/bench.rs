@@ -96,12 +96,15 @@ pub struct Row {
 }
 
 /// Median wall time of `f` over `iters` runs after one warm-up run.
-fn time(iters: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<Duration> {
+fn time(device: Device, iters: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<Duration> {
     f()?;
+    device.synchronize()?;
     let mut ts = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t0 = Instant::now();
         f()?;
+        // GPU launches return before the kernels finish.
+        device.synchronize()?;
         ts.push(t0.elapsed());
     }
     ts.sort();
@@ -130,8 +133,12 @@ pub fn run(
         let w = Tensor::randn(vec![case.cout, case.cin, k, k], &mut rng, device);
         let s = Tensor::randn(vec![case.batch, case.cin], &mut rng, device).add_scalar(1.0)?;
         let mut unfused = None;
-        for path in [ModConvPath::Unfused, ModConvPath::Grouped] {
-            let t = time(iters, || {
+        for path in [
+            ModConvPath::Unfused,
+            ModConvPath::Grouped,
+            ModConvPath::Fused,
+        ] {
+            let t = time(device, iters, || {
                 modulated_conv2d(&x, &w, &s, Some(&filter), case.p, path)
             })?;
             let base = *unfused.get_or_insert(t);
@@ -151,7 +158,7 @@ pub fn run(
                 padding: [case.p.padding; 2],
                 ..Default::default()
             };
-            let t = time(iters, || conv2d(&x, &w, conv))?;
+            let t = time(device, iters, || conv2d(&x, &w, conv))?;
             let row = Row {
                 case: case.name.into(),
                 path: "conv2d (no modulation)".into(),

@@ -61,6 +61,16 @@ impl Device {
     pub fn runs_kernels(self) -> bool {
         matches!(self, Device::Cuda(_) | Device::Sim)
     }
+
+    /// Waits until every kernel queued on this device has finished. GPU
+    /// launches are asynchronous, so timing a GPU op needs this; the CPU and
+    /// the simulator finish each op before it returns.
+    pub fn synchronize(self) -> Result<()> {
+        match self {
+            Device::Cuda(n) => cuda::synchronize(n),
+            Device::Cpu | Device::Sim => Ok(()),
+        }
+    }
 }
 
 impl fmt::Display for Device {

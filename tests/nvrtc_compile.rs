@@ -1,11 +1,16 @@
 //! Every kernels/*.cu compiles with NVRTC for sm_80 and sm_90; prints the
-//! registers, spills and shared memory of each kernel (ptxas -v).
+//! registers, spills and shared memory of each kernel (ptxas -v), and fails
+//! when a kernel of a hot family spills at sm_90 (a spill in the inner loop of
+//! a convolution costs more than the registers it saves).
 //!
 //! Needs libnvrtc (no GPU): `pip install --target DIR nvidia-cuda-nvrtc` and
 //! `LD_LIBRARY_PATH=DIR/nvidia/cu13/lib`. Skipped with a notice when NVRTC is
 //! missing, unless `STYLEGAN2_REQUIRE_NVRTC=1` (CI), which makes that a failure.
 
 use stylegan2::backend::cuda::{compile, nvrtc_present, NVRTC_HINT};
+
+/// Kernel families whose kernels must not spill at sm_90.
+const HOT_FAMILIES: [&str; 3] = ["modconv", "conv", "upfirdn"];
 
 /// Per kernel: (name, registers, spill stores + loads in bytes, shared bytes, barriers).
 fn ptxas_report(log: &str) -> Vec<(String, u32, u32, u32, u32)> {
@@ -57,6 +62,7 @@ fn every_kernel_file_compiles_for_sm80_and_sm90() {
     let (major, minor) = compile::nvrtc_version().unwrap();
     println!("NVRTC {major}.{minor}");
     let families = compile::families();
+    let mut spills = Vec::new();
     assert!(!families.is_empty(), "no kernel files embedded");
     for family in families {
         for arch in ["sm_80", "sm_90"] {
@@ -83,7 +89,15 @@ fn every_kernel_file_compiles_for_sm80_and_sm90() {
                 println!(
                     "  {name:<24} {regs:>3} registers  {spill:>4} spill bytes  {smem:>6} smem bytes  {bar} barriers"
                 );
+                if spill > 0 && arch == "sm_90" && HOT_FAMILIES.contains(&family) {
+                    spills.push(format!("{family}.cu {name}: {spill} spill bytes"));
+                }
             }
         }
     }
+    assert!(
+        spills.is_empty(),
+        "hot kernels spill at sm_90:\n{}",
+        spills.join("\n")
+    );
 }

@@ -6,7 +6,9 @@ use super::{
 use crate::device::Device;
 use crate::error::{invalid, shape_err, Result};
 use crate::ops::bias_act::bias_act;
-use crate::ops::modconv::{modulated_conv2d, ModConv, ModConvPath};
+use crate::ops::modconv::{
+    modulated_conv2d, modulated_conv2d_fused, Epilogue, ModConv, ModConvPath,
+};
 use crate::ops::noise::noise_inject;
 use crate::tensor::Tensor;
 
@@ -230,6 +232,43 @@ impl SynthesisLayer {
             padding: self.kernel_size / 2,
             flip_weight: self.up == 1,
         };
+        let noise = match (&self.noise_strength, &self.noise_const) {
+            (Some(strength), Some(noise_const)) => {
+                let r = self.resolution;
+                let noise = match noise_mode {
+                    NoiseMode::None => None,
+                    NoiseMode::Const => Some(noise_const.reshape(vec![1, 1, r, r])?),
+                    NoiseMode::Random => {
+                        let Some(rng) = ctx.rng.as_deref_mut() else {
+                            return invalid(
+                                OP,
+                                "noise mode 'random' needs a random generator in the forward context",
+                            );
+                        };
+                        Some(Tensor::randn(vec![n, 1, r, r], rng, x.device()))
+                    }
+                };
+                noise.map(|nz| (nz, strength))
+            }
+            _ => None,
+        };
+        let act = self.activation.bias_act(gain, self.conv_clamp);
+        if path == ModConvPath::Fused {
+            // One kernel: modulation, conv, demodulation, noise, bias, lrelu, clamp.
+            let epi = Epilogue {
+                noise: noise.as_ref().map(|(nz, st)| (nz, *st)),
+                bias: Some(&self.bias),
+                act,
+            };
+            return modulated_conv2d_fused(
+                x,
+                &self.weight,
+                &styles,
+                Some(&self.resample_filter),
+                p,
+                &epi,
+            );
+        }
         let mut y = modulated_conv2d(
             x,
             &self.weight,
@@ -238,31 +277,10 @@ impl SynthesisLayer {
             p,
             path,
         )?;
-        if let (Some(strength), Some(noise_const)) = (&self.noise_strength, &self.noise_const) {
-            let r = self.resolution;
-            let noise = match noise_mode {
-                NoiseMode::None => None,
-                NoiseMode::Const => Some(noise_const.reshape(vec![1, 1, r, r])?),
-                NoiseMode::Random => {
-                    let Some(rng) = ctx.rng.as_deref_mut() else {
-                        return invalid(
-                            OP,
-                            "noise mode 'random' needs a random generator in the forward context",
-                        );
-                    };
-                    Some(Tensor::randn(vec![n, 1, r, r], rng, x.device()))
-                }
-            };
-            if let Some(noise) = noise {
-                y = noise_inject(&y, &noise, strength)?;
-            }
+        if let Some((noise, strength)) = &noise {
+            y = noise_inject(&y, noise, strength)?;
         }
-        bias_act(
-            &y,
-            Some(&self.bias),
-            1,
-            &self.activation.bias_act(gain, self.conv_clamp),
-        )
+        bias_act(&y, Some(&self.bias), 1, &act)
     }
 }
 
@@ -284,12 +302,16 @@ impl ToRgb {
         let styles = self.affine.forward(w)?;
         ctx.record("affine", &styles);
         let styles = styles.scale(self.weight_gain())?;
+        let act = Activation::Linear.bias_act(1.0, self.conv_clamp);
+        if path == ModConvPath::Fused {
+            let epi = Epilogue {
+                noise: None,
+                bias: Some(&self.bias),
+                act,
+            };
+            return modulated_conv2d_fused(x, &self.weight, &styles, None, ModConv::torgb(), &epi);
+        }
         let y = modulated_conv2d(x, &self.weight, &styles, None, ModConv::torgb(), path)?;
-        bias_act(
-            &y,
-            Some(&self.bias),
-            1,
-            &Activation::Linear.bias_act(1.0, self.conv_clamp),
-        )
+        bias_act(&y, Some(&self.bias), 1, &act)
     }
 }

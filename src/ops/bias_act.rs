@@ -9,10 +9,10 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::bias_act as cpu;
+use crate::backend::cuda::bias_act as cuda;
 use crate::device::Device;
-use crate::error::no_kernel;
 use crate::error::{invalid, shape_err, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
 pub use crate::backend::cpu::bias_act::{Act, BiasAct};
 
@@ -117,19 +117,26 @@ pub fn bias_act(x: &Tensor, b: Option<&Tensor>, dim: usize, p: &BiasAct) -> Resu
         step = x.dims()[dim + 1..].iter().product();
     }
     let b_store = b.map(|b| b.storage());
-    let data = match device {
-        Device::Cpu => cpu::bias_act(
+    let storage = match device {
+        Device::Cpu => Storage::Cpu(cpu::bias_act(
             x.storage().cpu(),
             b_store.as_ref().map(|s| s.cpu()),
             step,
             p,
-        ),
-        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+        )),
+        Device::Cuda(_) | Device::Sim => cuda::bias_act(
+            &x.storage(),
+            x.numel(),
+            b_store.as_deref().zip(b.map(|b| b.numel())),
+            step,
+            p,
+            device,
+        )?,
     };
     let mut inputs = vec![x.clone()];
     inputs.extend(b.cloned());
-    Ok(Tensor::from_op(
-        data,
+    Ok(Tensor::from_op_storage(
+        storage,
         x.shape(),
         device,
         BiasActOp {
@@ -152,12 +159,14 @@ pub fn bias_act_grad(dy: &Tensor, y: &Tensor, p: &BiasAct) -> Result<Tensor> {
     if dy.shape() != y.shape() {
         return shape_err(OP, format!("dy {} and y {} differ", dy.shape(), y.shape()));
     }
-    let data = match device {
-        Device::Cpu => cpu::bias_act_grad(dy.storage().cpu(), y.storage().cpu(), p),
-        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+    let storage = match device {
+        Device::Cpu => Storage::Cpu(cpu::bias_act_grad(dy.storage().cpu(), y.storage().cpu(), p)),
+        Device::Cuda(_) | Device::Sim => {
+            cuda::bias_act_grad(&dy.storage(), &y.storage(), dy.numel(), p, device)?
+        }
     };
-    Ok(Tensor::from_op(
-        data,
+    Ok(Tensor::from_op_storage(
+        storage,
         dy.shape(),
         device,
         BiasActGradOp {

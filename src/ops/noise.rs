@@ -1,13 +1,60 @@
 //! Noise injection of the synthesis layers: `y = x + noise · strength`.
+//!
+//! The backward rule is composed of differentiable ops, so gradients of any
+//! order work. A first-order backward on `Cuda`/`Sim` (no graph recorded:
+//! `create_graph` off) uses the fused gradient kernels of kernels/noise.cu
+//! instead; both give the same values.
 
-use crate::autograd::Backward;
+use crate::autograd::{self, Backward};
 use crate::backend::cpu::noise as cpu;
+use crate::backend::cuda::noise as cuda;
 use crate::device::Device;
-use crate::error::no_kernel;
 use crate::error::{shape_err, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
-struct NoiseOp;
+struct NoiseOp {
+    /// `[N, C, H, W]` of x.
+    dims: [usize; 4],
+    /// Whether the noise has one plane per sample (else one shared plane).
+    batched: bool,
+}
+
+impl NoiseOp {
+    /// The fused first-order gradients w.r.t. noise and strength (kernels).
+    fn fused(
+        &self,
+        noise: &Tensor,
+        strength: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let device = g.device();
+        let dnoise = if noise.needs_grad() {
+            let s = cuda::grad_noise(
+                &g.storage(),
+                self.dims,
+                self.batched,
+                &strength.storage(),
+                device,
+            )?;
+            Some(Tensor::from_device_storage(s, noise.shape(), device))
+        } else {
+            None
+        };
+        let dstrength = if strength.needs_grad() {
+            let s = cuda::grad_strength(
+                &g.storage(),
+                self.dims,
+                &noise.storage(),
+                self.batched,
+                device,
+            )?;
+            Some(Tensor::from_device_storage(s, strength.shape(), device))
+        } else {
+            None
+        };
+        Ok((dnoise, dstrength))
+    }
+}
 
 impl Backward for NoiseOp {
     fn name(&self) -> &'static str {
@@ -16,16 +63,27 @@ impl Backward for NoiseOp {
 
     fn backward(&self, inputs: &[Tensor], _y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let (noise, strength) = (&inputs[1], &inputs[2]);
-        // Gradients only for inputs that take them (the engine drops the rest).
-        let dnoise = if noise.needs_grad() {
-            Some(g.sum(&[1], true)?.mul(strength)?.sum_to(noise.shape())?)
+        // Grad mode is on during backward only under create_graph: then the
+        // composed rule records the graph of the gradient.
+        let fused = matches!(g.device(), Device::Cuda(_) | Device::Sim)
+            && !autograd::is_grad_enabled()
+            && g.device() == noise.device()
+            && g.device() == strength.device();
+        let (dnoise, dstrength) = if fused {
+            self.fused(noise, strength, g)?
         } else {
-            None
-        };
-        let dstrength = if strength.needs_grad() {
-            Some(g.mul(noise)?.sum_all()?.reshape(strength.shape().clone())?)
-        } else {
-            None
+            // Gradients only for inputs that take them (the engine drops the rest).
+            let dnoise = if noise.needs_grad() {
+                Some(g.sum(&[1], true)?.mul(strength)?.sum_to(noise.shape())?)
+            } else {
+                None
+            };
+            let dstrength = if strength.needs_grad() {
+                Some(g.mul(noise)?.sum_all()?.reshape(strength.shape().clone())?)
+            } else {
+                None
+            };
+            (dnoise, dstrength)
         };
         Ok(vec![Some(g.clone()), dnoise, dstrength])
     }
@@ -63,21 +121,31 @@ pub fn noise_inject(x: &Tensor, noise: &Tensor, strength: &Tensor) -> Result<Ten
             ),
         );
     }
-    let data = match device {
-        Device::Cpu => cpu::noise_inject(
+    let storage = match device {
+        Device::Cpu => Storage::Cpu(cpu::noise_inject(
             x.storage().cpu(),
             [n, c, h, w],
             noise.storage().cpu(),
             batched,
             strength.storage().cpu()[0],
-        ),
-        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
+        )),
+        Device::Cuda(_) | Device::Sim => cuda::noise_inject(
+            &x.storage(),
+            [n, c, h, w],
+            &noise.storage(),
+            batched,
+            &strength.storage(),
+            device,
+        )?,
     };
-    Ok(Tensor::from_op(
-        data,
+    Ok(Tensor::from_op_storage(
+        storage,
         x.shape(),
         device,
-        NoiseOp,
+        NoiseOp {
+            dims: [n, c, h, w],
+            batched,
+        },
         vec![x.clone(), noise.clone(), strength.clone()],
     ))
 }

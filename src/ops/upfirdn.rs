@@ -10,10 +10,10 @@
 
 use crate::autograd::Backward;
 use crate::backend::cpu::upfirdn as cpu;
+use crate::backend::cuda::upfirdn as cuda;
 use crate::device::Device;
-use crate::error::no_kernel;
 use crate::error::{invalid, shape_err, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Storage, Tensor};
 
 pub use crate::backend::cpu::upfirdn::UpFirDn;
 
@@ -103,19 +103,27 @@ pub fn upfirdn2d(x: &Tensor, f: &Tensor, p: &UpFirDn) -> Result<Tensor> {
             ),
         );
     };
-    let data = match device {
-        Device::Cpu => cpu::upfirdn2d(
+    let storage = match device {
+        Device::Cpu => Storage::Cpu(cpu::upfirdn2d(
             x.storage().cpu(),
             n * c,
             [h, w],
             f.storage().cpu(),
             f.dims(),
             p,
+        )?),
+        Device::Cuda(_) | Device::Sim => cuda::upfirdn2d(
+            &x.storage(),
+            n * c,
+            [h, w],
+            &f.storage(),
+            f.dims(),
+            p,
+            device,
         )?,
-        Device::Cuda(_) | Device::Sim => return Err(no_kernel(OP, device)),
     };
-    Ok(Tensor::from_op(
-        data,
+    Ok(Tensor::from_op_storage(
+        storage,
         [n, c, oh, ow],
         device,
         UpFirDnOp {

@@ -10,9 +10,13 @@
 //! load `libcuda`/`libnvrtc`, so every entry point probes the libraries first
 //! and returns `Error::Unavailable` naming the missing piece.
 
+pub(crate) mod bias_act;
 pub mod compile;
 pub mod elementwise;
 pub(crate) mod launch;
+pub mod modconv;
+pub(crate) mod noise;
+pub mod upfirdn;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -143,6 +147,14 @@ pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
     let g = Arc::new(Gpu::open(ordinal)?);
     map.insert(ordinal, g.clone());
     Ok(g)
+}
+
+/// Blocks until GPU `ordinal`'s stream has drained.
+pub(crate) fn synchronize(ordinal: usize) -> Result<()> {
+    let gpu = gpu(ordinal)?;
+    gpu.stream
+        .synchronize()
+        .map_err(|e| gpu.err("synchronizing the stream", e))
 }
 
 /// Probes GPU `ordinal`: `Ok` when its driver, NVRTC and the device are all there.
