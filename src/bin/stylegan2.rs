@@ -26,7 +26,7 @@ struct Cli {
 enum Command {
     /// Train StyleGAN2 (the official loss, lazy regularization, G EMA).
     /// With no flags: the tiny network on built-in synthetic 32×32 images
-    /// for 3 kimg, a demo of about two minutes on a CPU.
+    /// for 4 kimg, a demo of one to three minutes on a CPU.
     Train {
         /// Data: `synthetic` (built in, procedural shapes; `synthetic:N` for
         /// N images) or a directory / .zip of PNG or JPEG images (square,
@@ -45,7 +45,7 @@ enum Command {
         #[arg(long)]
         batch: Option<usize>,
         /// Train until this many thousand real images have been shown.
-        #[arg(long, default_value_t = 3.0)]
+        #[arg(long, default_value_t = 4.0)]
         kimg: f64,
         /// Learning rate of G and D [default: the preset's; tiny: 0.0025].
         #[arg(long)]

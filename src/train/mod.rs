@@ -77,7 +77,7 @@ impl Default for TrainOptions {
             data: "synthetic".into(),
             mirror: false,
             batch: None,
-            kimg: 3.0,
+            kimg: 4.0,
             glr: None,
             dlr: None,
             gamma: None,
