@@ -218,3 +218,28 @@ extern "C" __global__ void reduce_inner(float* __restrict__ y, const float* __re
     __syncthreads();  // partial is rewritten by the next o
   }
 }
+
+// One Adam step (torch.optim.Adam without weight decay) over n parameters,
+// out of place so that tensors sharing the old buffers keep them:
+//   g  = nan_to_num(g, nan=0, ±inf=±1e5)
+//   m' = b1·m + (1−b1)·g,   v' = b2·v + (1−b2)·g²
+//   p' = p − (m' / (sqrt(v')·inv_sqrt_bc2 + eps)) · step_size
+// with step_size = lr/(1−b1^t) and inv_sqrt_bc2 = 1/sqrt(1−b2^t) from the
+// host. has_state = 0 (first step): m and v are zeros and never read.
+// CPU twin: src/train/adam.rs (adam_update_host).
+extern "C" __global__ void adam_step(float* __restrict__ p_out, float* __restrict__ m_out,
+                                     float* __restrict__ v_out, const float* __restrict__ p,
+                                     const float* __restrict__ m, const float* __restrict__ v,
+                                     const float* __restrict__ g, long long n, float b1, float b2,
+                                     float step_size, float inv_sqrt_bc2, float eps,
+                                     int has_state) {
+  for (long long i = grid_start(); i < n; i += grid_stride()) {
+    float gi = g[i];
+    gi = gi != gi ? 0.0f : fminf(fmaxf(gi, -1e5f), 1e5f);
+    const float mi = (has_state ? b1 * m[i] : 0.0f) + (1.0f - b1) * gi;
+    const float vi = (has_state ? b2 * v[i] : 0.0f) + (1.0f - b2) * (gi * gi);
+    m_out[i] = mi;
+    v_out[i] = vi;
+    p_out[i] = p[i] - (mi / (sqrtf(vi) * inv_sqrt_bc2 + eps)) * step_size;
+  }
+}

@@ -6,6 +6,7 @@
 pub mod autograd;
 pub mod backend;
 pub mod bench;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod model;
@@ -13,6 +14,7 @@ pub mod nn;
 pub mod ops;
 pub mod shape;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{grad, no_grad};
 pub use device::Device;

@@ -12,6 +12,7 @@ use common::{assert_close, golden};
 use stylegan2::model::{Discriminator, Generator, ModelConfig, SynthesisOptions, Truncation};
 use stylegan2::nn::{Ctx, Module, NoiseMode, StateDict};
 use stylegan2::ops::modconv::ModConvPath;
+use stylegan2::train::loss;
 use stylegan2::{grad, Device, Tensor};
 
 struct Setup {
@@ -240,6 +241,16 @@ fn generator_gradients_driven_by_recorded_dimg() {
         )
         .unwrap();
     close("gmain.gen_img", &img, &s.gold, "gmain.gen_img", 2e-5, 1e-5);
+    // The G loss through D, on the golden image: loss and dloss/dimg.
+    let gen_img = s.gold.input("gmain.gen_img");
+    let logits = s.d.forward(&gen_img, None, &mut Ctx::new()).unwrap();
+    close("gmain.logits", &logits, &s.gold, "gmain.logits", 1e-5, 1e-5);
+    let gloss = loss::g_main_loss(&logits).unwrap().sum_all().unwrap();
+    close("gmain.loss", &gloss, &s.gold, "gmain.loss", 1e-5, 1e-5);
+    let dimg = grad(&[gloss], std::slice::from_ref(&gen_img), None, false).unwrap()[0]
+        .clone()
+        .unwrap();
+    close("gmain.dimg", &dimg, &s.gold, "gmain.dimg", 1e-7, 1e-4);
     let params = s.g.parameters();
     let ts: Vec<Tensor> = params.iter().map(|(_, t)| t.clone()).collect();
     let grads = grad(&[img], &ts, Some(&[s.gold.tensor("gmain.dimg")]), false).unwrap();
@@ -271,12 +282,12 @@ fn discriminator_main_gradients() {
         1e-5,
         1e-5,
     );
-    let loss = gen
-        .softplus()
+    // The golden loss sums over the batch where training takes the mean.
+    let loss = loss::d_gen_loss(&gen)
         .unwrap()
         .sum_all()
         .unwrap()
-        .add(&real.neg().unwrap().softplus().unwrap().sum_all().unwrap())
+        .add(&loss::d_real_loss(&real).unwrap().sum_all().unwrap())
         .unwrap();
     close("dmain.loss", &loss, &s.gold, "dmain.loss", 1e-5, 1e-5);
     let params = s.d.parameters();
@@ -290,6 +301,58 @@ fn discriminator_main_gradients() {
         "dmain.grad.D.",
         1e-4,
         1e-5,
+    );
+}
+
+/// The training phases themselves (`StyleGAN2Loss::phase_loss`) with the
+/// golden model, constant noise and no style mixing: each phase's loss is
+/// the golden loss rescaled as the golden README says (main losses are
+/// batch sums there, means here; R1 is a mean with gain 1 in both).
+#[test]
+fn training_phases_reproduce_the_golden_losses() {
+    let s = setup();
+    let opts = loss::LossOptions {
+        style_mixing_prob: 0.0,
+        r1_gamma: 10.0,
+        noise_mode: NoiseMode::Const,
+        ..Default::default()
+    };
+    let mut l = loss::StyleGAN2Loss::new(opts, Device::Cpu).unwrap();
+    let (real, z) = (s.gold.tensor("in.real"), s.gold.tensor("in.z"));
+    let n = z.dims()[0] as f32;
+    let mut rng = stylegan2::rng(0);
+    let mut run = |phase, gain| {
+        l.phase_loss(phase, &s.g, &s.d, &real, None, &z, None, gain, &mut rng)
+            .unwrap()
+            .loss
+    };
+    // G and D phases see the image G(in.z) recomputed here (≈ 5e-6 from the
+    // golden one), so the loss values agree to ~1e-5 relative.
+    let gmain = run(loss::Phase::Gmain, 1.0).scale(n).unwrap();
+    close("Gmain · N", &gmain, &s.gold, "gmain.loss", 1e-5, 1e-5);
+    let dmain = run(loss::Phase::Dmain, 1.0).scale(n).unwrap();
+    close("Dmain · N", &dmain, &s.gold, "dmain.loss", 1e-5, 1e-5);
+    // Dreg sees only the reals: the same computation as the golden one.
+    let dreg = run(loss::Phase::Dreg, 1.0);
+    close("Dreg", &dreg, &s.gold, "r1.loss", 1e-7, 1e-4);
+    let params = s.d.parameters();
+    let ts: Vec<Tensor> = params.iter().map(|(_, t)| t.clone()).collect();
+    let grads = grad(&[dreg], &ts, None, false).unwrap();
+    check_grads(
+        "Dreg phase",
+        &params,
+        &grads,
+        &s.gold,
+        "r1.grad.D.",
+        1e-4,
+        1e-5,
+    );
+    // A gain multiplies the loss (lazy regularization: gain = interval).
+    let dreg16 = run(loss::Phase::Dreg, 16.0).to_scalar().unwrap();
+    let r1 = s.gold.data("r1.loss")[0];
+    assert!(
+        (dreg16 - 16.0 * r1).abs() <= 1e-4 * 16.0 * r1.abs(),
+        "{dreg16} vs 16·{r1}"
     );
 }
 
@@ -316,7 +379,7 @@ fn r1_gradients_through_double_backprop() {
         .clone()
         .unwrap();
     close("r1.r1_grads", &r1_grads, &s.gold, "r1.r1_grads", 1e-6, 1e-4);
-    let penalty = r1_grads.square().unwrap().sum(&[1, 2, 3], false).unwrap();
+    let penalty = loss::r1_penalty(&logits, &real).unwrap();
     close(
         "r1.r1_penalty",
         &penalty,
@@ -349,15 +412,7 @@ fn path_length_gradients_with_recorded_noise() {
         .clone()
         .unwrap();
     close("pl.pl_grads", &pl_grads, &s.gold, "pl.pl_grads", 1e-6, 1e-4);
-    let lengths = pl_grads
-        .square()
-        .unwrap()
-        .sum(&[2], false)
-        .unwrap()
-        .mean(&[1], false)
-        .unwrap()
-        .sqrt()
-        .unwrap();
+    let lengths = loss::path_lengths(&img, &ws, &noise).unwrap();
     close(
         "pl.pl_lengths",
         &lengths,
@@ -366,18 +421,27 @@ fn path_length_gradients_with_recorded_noise() {
         1e-6,
         1e-5,
     );
-    // pl_mean = 0 + 0.01·(mean(lengths) − 0), not detached.
-    let pl_mean = lengths.mean_all().unwrap().scale(0.01).unwrap();
+    // pl_mean' = lerp(pl_mean, mean(lengths), 0.01), not detached in the penalty.
+    let mut l = loss::StyleGAN2Loss::new(loss::LossOptions::default(), Device::Cpu).unwrap();
+    l.set_pl_mean(s.gold.data("pl.pl_mean_before")[0]).unwrap();
+    let penalty = l.pl_penalty(&lengths).unwrap();
     close(
         "pl.pl_mean_after",
-        &pl_mean,
+        &l.pl_mean,
         &s.gold,
         "pl.pl_mean_after",
         1e-8,
         1e-5,
     );
-    let penalty = lengths.sub(&pl_mean).unwrap().square().unwrap();
-    let loss = penalty.scale(2.0).unwrap().mean_all().unwrap();
+    close(
+        "pl.pl_penalty",
+        &penalty,
+        &s.gold,
+        "pl.pl_penalty",
+        1e-7,
+        1e-4,
+    );
+    let loss = penalty.scale(l.opts.pl_weight).unwrap().mean_all().unwrap();
     close("pl.loss", &loss, &s.gold, "pl.loss", 1e-7, 1e-4);
     let params = s.g.parameters();
     let ts: Vec<Tensor> = params.iter().map(|(_, t)| t.clone()).collect();

@@ -8,6 +8,7 @@ use stylegan2::model::{
     load_generator, save_networks, Discriminator, Generator, ModelConfig, Truncation,
 };
 use stylegan2::nn::synthesis::NoiseMode;
+use stylegan2::train::{self, TrainOptions};
 use stylegan2::{bench, Device};
 
 #[derive(Parser)]
@@ -23,6 +24,71 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train StyleGAN2 (the official loss, lazy regularization, G EMA).
+    /// With no flags: the tiny network on built-in synthetic 32×32 images
+    /// for 4 kimg, a demo of one to three minutes on a CPU.
+    Train {
+        /// Data: `synthetic` (built in, procedural shapes; `synthetic:N` for
+        /// N images) or a directory / .zip of PNG or JPEG images (square,
+        /// one power-of-two size).
+        #[arg(long, default_value = "synthetic")]
+        data: String,
+        /// Network preset: tiny, stylegan2, paper256, paper512, paper1024,
+        /// cifar or auto [default: tiny, or the resumed snapshot's].
+        #[arg(long = "cfg")]
+        cfg: Option<String>,
+        /// Resolution of the synthetic data (a folder's images set their own,
+        /// which this must match) [default: 32].
+        #[arg(long)]
+        resolution: Option<usize>,
+        /// Total batch size [default: the preset's; tiny: 8].
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Train until this many thousand real images have been shown.
+        #[arg(long, default_value_t = 4.0)]
+        kimg: f64,
+        /// Learning rate of G and D [default: the preset's; tiny: 0.0025].
+        #[arg(long)]
+        lr: Option<f32>,
+        /// Learning rate of G alone (overrides --lr).
+        #[arg(long)]
+        glr: Option<f32>,
+        /// Learning rate of D alone (overrides --lr).
+        #[arg(long)]
+        dlr: Option<f32>,
+        /// R1 regularization weight γ [default: the preset's].
+        #[arg(long)]
+        gamma: Option<f32>,
+        /// Half-life of the G EMA in kimg [default: the preset's].
+        #[arg(long)]
+        ema_kimg: Option<f32>,
+        /// Write an image grid and a network snapshot every this many kimg
+        /// (0: only at the end).
+        #[arg(long, default_value_t = 1.0)]
+        snap_kimg: f64,
+        /// Images in the snapshot grid (fixed seeds 0..N).
+        #[arg(long, default_value_t = 32)]
+        grid: usize,
+        /// Also train on x-flipped images.
+        #[arg(long)]
+        mirror: bool,
+        /// Seed of the initial weights, the data order and the latents.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// auto (the GPU if one is found, else the CPU), cpu, cuda, cuda:N or sim.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Parent directory of the numbered run directories.
+        #[arg(long, default_value = "training-runs")]
+        outdir: PathBuf,
+        /// Continue from a network snapshot (optimizer state and counters
+        /// included); --kimg is the total, counting the images already shown.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// No progress bar or status lines.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Benchmark the modulated convolution paths at StyleGAN2 layer shapes.
     Bench {
         /// auto (the GPU if one is found, else the CPU), cpu, cuda or sim.
@@ -148,6 +214,66 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             std::fs::write(&out, json)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Train {
+            data,
+            cfg,
+            resolution,
+            batch,
+            kimg,
+            lr,
+            glr,
+            dlr,
+            gamma,
+            ema_kimg,
+            snap_kimg,
+            grid,
+            mirror,
+            seed,
+            device,
+            outdir,
+            resume,
+            quiet,
+        } => {
+            if grid == 0 {
+                return Err("--grid must be at least 1".into());
+            }
+            let device = Device::parse(&device)?;
+            let opts = TrainOptions {
+                preset: cfg,
+                resolution,
+                data,
+                mirror,
+                batch,
+                kimg,
+                glr: glr.or(lr),
+                dlr: dlr.or(lr),
+                gamma,
+                ema_kimg,
+                snap_kimg,
+                grid,
+                seed,
+                device,
+                outdir,
+                run_dir: None,
+                resume,
+                progress: !quiet,
+            };
+            let summary = train::train(opts)?;
+            if let Some(p) = &summary.last_snapshot {
+                println!(
+                    "trained {} steps ({:.3} kimg); networks: {}",
+                    summary.steps,
+                    summary.cur_nimg as f64 / 1000.0,
+                    p.display()
+                );
+                println!(
+                    "sample: stylegan2 generate --weights {} --seeds 0-15 --out {}",
+                    p.display(),
+                    summary.run_dir.join("samples").display()
+                );
+            }
             Ok(())
         }
         Command::Init {

@@ -407,6 +407,68 @@ fn reduce_view(
     Ok(y.into_storage())
 }
 
+/// Scalars of one Adam step (see `adam_step` in elementwise.cu).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdamScalars {
+    pub b1: f32,
+    pub b2: f32,
+    pub step_size: f32,
+    pub inv_sqrt_bc2: f32,
+    pub eps: f32,
+}
+
+/// One fused Adam step over `n` parameters: returns `(p', m', v')`.
+/// `state` is `(m, v)`, `None` on a parameter's first step.
+pub(crate) fn adam_step(
+    p: &Storage,
+    state: Option<(&Storage, &Storage)>,
+    g: &Storage,
+    n: usize,
+    device: Device,
+    k: AdamScalars,
+) -> Result<(Storage, Storage, Storage)> {
+    let (mut po, mut mo, mut vo) = (alloc(device, n)?, alloc(device, n)?, alloc(device, n)?);
+    if n > 0 {
+        let (pin, gin) = (InBuf::new(p, device)?, InBuf::new(g, device)?);
+        let (min, vin) = match state {
+            Some((m, v)) => (Some(InBuf::new(m, device)?), Some(InBuf::new(v, device)?)),
+            None => (None, None),
+        };
+        // Without state the kernel never reads m and v: pass g's pointer.
+        let (mp, vp) = (
+            min.as_ref().map_or(gin.ptr(), InBuf::ptr),
+            vin.as_ref().map_or(gin.ptr(), InBuf::ptr),
+        );
+        let mut args = Args::new();
+        args.push(po.ptr())
+            .push(mo.ptr())
+            .push(vo.ptr())
+            .push(pin.ptr())
+            .push(mp)
+            .push(vp)
+            .push(gin.ptr())
+            .push(n as i64)
+            .push(k.b1)
+            .push(k.b2)
+            .push(k.step_size)
+            .push(k.inv_sqrt_bc2)
+            .push(k.eps)
+            .push(state.is_some() as i32);
+        // SAFETY: matches adam_step's parameters; every buffer holds n floats
+        // (m and v are not read when has_state is 0).
+        unsafe {
+            launch(
+                device,
+                FAMILY,
+                "adam_step",
+                Config::linear(n, BLOCK, MAX_BLOCKS),
+                &mut args,
+            )?
+        };
+    }
+    Ok((po.into_storage(), mo.into_storage(), vo.into_storage()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::coalesce;

@@ -1,0 +1,175 @@
+//! Training data: image folders and zip archives of PNG/JPEG files, and a
+//! procedurally generated dataset that needs no download. A [`Loader`]
+//! serves shuffled batches (with optional x-flips) as tensors in [-1, 1].
+
+pub mod folder;
+pub mod synthetic;
+
+pub use folder::ImageFolder;
+pub use synthetic::Synthetic;
+
+use crate::device::Device;
+use crate::error::{invalid, Result};
+use crate::tensor::Tensor;
+use rand::seq::SliceRandom;
+use std::path::Path;
+
+/// A finite set of square `channels × resolution²` 8-bit images.
+pub trait Dataset: Send {
+    /// A short name for run directories and messages.
+    fn name(&self) -> String;
+    /// Number of images.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn resolution(&self) -> usize;
+    /// 1 (gray) or 3 (RGB).
+    fn channels(&self) -> usize;
+    /// Image `index` as `[C, H, W]` bytes; errors name the file.
+    fn image(&self, index: usize) -> Result<Vec<u8>>;
+}
+
+/// Opens the dataset named by a `--data` value: `synthetic` (or
+/// `synthetic:N` for N images) for the built-in procedural images at
+/// `resolution` (default 32), else a directory or `.zip` of PNG/JPEG images,
+/// whose resolution must equal `resolution` when one is given.
+pub fn open(spec: &str, resolution: Option<usize>, seed: u64) -> Result<Box<dyn Dataset>> {
+    if let Some(rest) = spec.strip_prefix("synthetic") {
+        let count = match rest.strip_prefix(':') {
+            None if rest.is_empty() => synthetic::DEFAULT_COUNT,
+            Some(n) => match n.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return invalid(
+                        "data",
+                        format!("'{spec}': expected synthetic or synthetic:N with N ≥ 1"),
+                    )
+                }
+            },
+            None => {
+                return invalid(
+                    "data",
+                    format!("'{spec}': expected synthetic or synthetic:N with N ≥ 1"),
+                )
+            }
+        };
+        return Ok(Box::new(Synthetic::new(
+            resolution.unwrap_or(32),
+            3,
+            count,
+            seed,
+        )?));
+    }
+    let ds = ImageFolder::open(Path::new(spec))?;
+    if let Some(r) = resolution {
+        if r != ds.resolution() {
+            return invalid(
+                "data",
+                format!(
+                    "{spec} holds {0}×{0} images, but --resolution {r} was asked for",
+                    ds.resolution()
+                ),
+            );
+        }
+    }
+    Ok(Box::new(ds))
+}
+
+/// Checks a resolution as the networks need it: a power of two ≥ 4.
+pub(crate) fn check_resolution(r: usize, what: &str) -> Result<()> {
+    if r < 4 || !r.is_power_of_two() {
+        return invalid(
+            "data",
+            format!("{what}: resolution {r} is not a power of two ≥ 4"),
+        );
+    }
+    Ok(())
+}
+
+/// An endless stream of shuffled samples of a dataset: sample `k` of the
+/// stream is a function of `(seed, k)` alone, so a resumed run continues
+/// the same order. With `xflip` each image also appears mirrored
+/// (the dataset is doubled, as the official `--mirror`).
+pub struct Loader {
+    dataset: Box<dyn Dataset>,
+    xflip: bool,
+    seed: u64,
+    epoch: Option<u64>,
+    perm: Vec<usize>,
+}
+
+impl Loader {
+    pub fn new(dataset: Box<dyn Dataset>, xflip: bool, seed: u64) -> Result<Loader> {
+        if dataset.is_empty() {
+            return invalid("data", format!("{}: the dataset is empty", dataset.name()));
+        }
+        Ok(Loader {
+            dataset,
+            xflip,
+            seed,
+            epoch: None,
+            perm: Vec::new(),
+        })
+    }
+
+    pub fn dataset(&self) -> &dyn Dataset {
+        self.dataset.as_ref()
+    }
+
+    /// Samples per epoch (twice the images with x-flips).
+    pub fn len(&self) -> usize {
+        self.dataset.len() * if self.xflip { 2 } else { 1 }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The (image index, flipped) of stream position `k`.
+    pub fn item(&mut self, k: u64) -> (usize, bool) {
+        let len = self.len() as u64;
+        let epoch = k / len;
+        if self.epoch != Some(epoch) {
+            let mut rng = crate::rng(self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            self.perm = (0..self.len()).collect();
+            self.perm.shuffle(&mut rng);
+            self.epoch = Some(epoch);
+        }
+        let i = self.perm[(k % len) as usize];
+        let n = self.dataset.len();
+        (i % n, i >= n)
+    }
+
+    /// Stream positions `start .. start + n` as `[n, C, R, R]` in [-1, 1].
+    pub fn batch(&mut self, start: u64, n: usize, device: Device) -> Result<Tensor> {
+        let items: Vec<(usize, bool)> = (0..n as u64).map(|j| self.item(start + j)).collect();
+        let idx: Vec<usize> = items.iter().map(|&(i, _)| i).collect();
+        let flips: Vec<bool> = items.iter().map(|&(_, f)| f).collect();
+        self.images(&idx, &flips, device)
+    }
+
+    /// Images `idx` (mirrored where `flips`) as `[n, C, R, R]` in [-1, 1].
+    pub fn images(&self, idx: &[usize], flips: &[bool], device: Device) -> Result<Tensor> {
+        let (c, r) = (self.dataset.channels(), self.dataset.resolution());
+        let mut data = Vec::with_capacity(idx.len() * c * r * r);
+        for (&i, &flip) in idx.iter().zip(flips) {
+            let img = self.dataset.image(i)?;
+            if img.len() != c * r * r {
+                return invalid(
+                    "data",
+                    format!(
+                        "{}: image {i} has {} values, expected {c}×{r}×{r}",
+                        self.dataset.name(),
+                        img.len()
+                    ),
+                );
+            }
+            for row in img.chunks_exact(r) {
+                let px = |x: usize| row[if flip { r - 1 - x } else { x }] as f32 / 127.5 - 1.0;
+                data.extend((0..r).map(px));
+            }
+        }
+        Tensor::from_vec(data, vec![idx.len(), c, r, r], device)
+    }
+}

@@ -1,0 +1,744 @@
+//! The reference training loop of StyleGAN2 (official
+//! `training/training_loop.py` without augmentation and multi-GPU):
+//! per step `Gmain`, `Greg` every 4 steps, `Dmain`, `Dreg` every 16, each
+//! with its own latents and Adam update; `w_avg` tracking in the mapping
+//! network; the G EMA; snapshots of a fixed-seed image grid and of the
+//! networks and optimizer state for `stylegan2 generate` and for resuming.
+//!
+//! Randomness is a function of the seed and the step, and the data order a
+//! function of the seed and the images shown, so a resumed run continues
+//! as the uninterrupted one would.
+
+pub mod adam;
+pub mod checkpoint;
+pub mod ema;
+pub mod loss;
+
+pub use adam::{Adam, AdamConfig};
+pub use checkpoint::{TrainState, STATE_KEY};
+pub use ema::{ema_beta, update_ema};
+pub use loss::{LossOptions, Phase, PhaseOutput, StyleGAN2Loss};
+
+use crate::data::{self, Loader};
+use crate::device::Device;
+use crate::error::{invalid, Error, Result};
+use crate::model::cli::{grid, latent, save_png, to_images};
+use crate::model::{Discriminator, Generator, ModelConfig, SynthesisOptions, Truncation};
+use crate::nn::{Ctx, Module, NoiseMode};
+use crate::tensor::Tensor;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options of a training run. `None` fields come from the preset's
+/// training defaults (or, when resuming, from the snapshot's config).
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Network preset (see `model::PRESETS`); default `tiny`.
+    pub preset: Option<String>,
+    /// Image resolution; default: the dataset's (32 for synthetic data).
+    pub resolution: Option<usize>,
+    /// `synthetic`, `synthetic:N`, or a directory / `.zip` of PNG/JPEG images.
+    pub data: String,
+    /// Also train on x-flipped images.
+    pub mirror: bool,
+    pub batch: Option<usize>,
+    /// Length of training in thousands of real images shown (total, counting
+    /// those before a resume).
+    pub kimg: f64,
+    /// Adam learning rates of G and D.
+    pub glr: Option<f32>,
+    pub dlr: Option<f32>,
+    /// R1 weight.
+    pub gamma: Option<f32>,
+    /// G EMA half-life in kimg.
+    pub ema_kimg: Option<f32>,
+    /// Snapshot (image grid + network file) every this many kimg; 0: only
+    /// at the start (images) and the end.
+    pub snap_kimg: f64,
+    /// Number of images in the snapshot grid (fixed seeds 0..grid).
+    pub grid: usize,
+    pub seed: u64,
+    pub device: Device,
+    /// Runs go to `<outdir>/<NNNNN>-<description>` (numbered as the official
+    /// `train.py` does), unless `run_dir` names the directory itself.
+    pub outdir: PathBuf,
+    pub run_dir: Option<PathBuf>,
+    /// A snapshot to continue (or any network file to start from).
+    pub resume: Option<PathBuf>,
+    /// Draw a progress bar and print status lines.
+    pub progress: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            preset: None,
+            resolution: None,
+            data: "synthetic".into(),
+            mirror: false,
+            batch: None,
+            kimg: 4.0,
+            glr: None,
+            dlr: None,
+            gamma: None,
+            ema_kimg: None,
+            snap_kimg: 1.0,
+            grid: 32,
+            seed: 0,
+            device: Device::Cpu,
+            outdir: PathBuf::from("training-runs"),
+            run_dir: None,
+            resume: None,
+            progress: false,
+        }
+    }
+}
+
+/// Lazy regularization intervals (official `G_reg_interval`, `D_reg_interval`).
+pub const G_REG_INTERVAL: usize = 4;
+pub const D_REG_INTERVAL: usize = 16;
+
+/// Running means of the phase statistics since the last report.
+#[derive(Default, Clone, Debug)]
+pub struct Stats {
+    sums: Vec<(&'static str, f64, u64)>,
+}
+
+impl Stats {
+    fn add(&mut self, name: &'static str, v: f64) {
+        match self.sums.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(e) => {
+                e.1 += v;
+                e.2 += 1;
+            }
+            None => self.sums.push((name, v, 1)),
+        }
+    }
+
+    /// The mean of `name` since the last reset.
+    pub fn mean(&self, name: &str) -> Option<f64> {
+        self.sums
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|&(_, s, c)| s / c as f64)
+    }
+
+    /// `(name, mean)` in first-seen order.
+    pub fn means(&self) -> Vec<(&'static str, f64)> {
+        self.sums
+            .iter()
+            .map(|&(n, s, c)| (n, s / c as f64))
+            .collect()
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    pub run_dir: PathBuf,
+    pub steps: u64,
+    pub cur_nimg: u64,
+    /// The last network snapshot written.
+    pub last_snapshot: Option<PathBuf>,
+    /// Means of the losses over the last report interval.
+    pub last_stats: Vec<(&'static str, f64)>,
+}
+
+/// A training run in progress.
+pub struct Trainer {
+    pub opts: TrainOptions,
+    pub config: ModelConfig,
+    pub g: Generator,
+    pub d: Discriminator,
+    pub g_ema: Generator,
+    pub opt_g: Adam,
+    pub opt_d: Adam,
+    pub loss: StyleGAN2Loss,
+    pub loader: Loader,
+    pub batch: usize,
+    pub ema_kimg: f32,
+    pub ema_rampup: Option<f32>,
+    /// Steps done.
+    pub step: u64,
+    /// Real images shown.
+    pub cur_nimg: u64,
+    pub run_dir: PathBuf,
+    pub stats: Stats,
+}
+
+/// A 64-bit mix of `(seed, step)` for the per-step generator.
+fn step_seed(seed: u64, step: u64) -> u64 {
+    let mut x = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^ (x >> 29)
+}
+
+fn set_requires_grad(m: &dyn Module, on: bool) -> Result<()> {
+    for (_, p) in m.parameters() {
+        p.set_requires_grad(on)?;
+    }
+    Ok(())
+}
+
+fn positive(name: &str, v: Option<f32>) -> Result<()> {
+    match v {
+        Some(x) if !(x.is_finite() && x > 0.0) => {
+            invalid("train", format!("{name} {x} must be a positive number"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The next `<outdir>/<NNNNN>-<desc>` (official run numbering).
+fn next_run_dir(outdir: &Path, desc: &str) -> Result<PathBuf> {
+    let mut next = 0u64;
+    if let Ok(entries) = std::fs::read_dir(outdir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse::<u64>() {
+                next = next.max(n + 1);
+            }
+        }
+    }
+    Ok(outdir.join(format!("{next:05}-{desc}")))
+}
+
+impl Trainer {
+    /// Builds the networks (fresh from the seed, or from `opts.resume`), the
+    /// optimizers and the data, checks the options, and creates the run
+    /// directory.
+    pub fn new(opts: TrainOptions) -> Result<Trainer> {
+        if !(opts.kimg.is_finite() && opts.kimg > 0.0) {
+            return invalid(
+                "train",
+                format!("--kimg {} must be a positive number", opts.kimg),
+            );
+        }
+        if !(opts.snap_kimg.is_finite() && opts.snap_kimg >= 0.0) {
+            return invalid(
+                "train",
+                format!("--snap-kimg {} must be ≥ 0", opts.snap_kimg),
+            );
+        }
+        if opts.batch == Some(0) {
+            return invalid("train", "--batch must be ≥ 1");
+        }
+        positive("G learning rate (--glr/--lr)", opts.glr)?;
+        positive("D learning rate (--dlr/--lr)", opts.dlr)?;
+        positive("--ema-kimg", opts.ema_kimg)?;
+        if let Some(g) = opts.gamma {
+            if !(g.is_finite() && g >= 0.0) {
+                return invalid("train", format!("--gamma {g} must be ≥ 0"));
+            }
+        }
+        let device = opts.device;
+        let resumed = opts
+            .resume
+            .as_ref()
+            .map(|p| checkpoint::load(p, device).map(|l| (p.clone(), l)))
+            .transpose()?;
+
+        // Data first: its resolution and channels shape the networks.
+        let want_res = opts.resolution.or(resumed
+            .as_ref()
+            .map(|(_, l)| l.config.generator.img_resolution));
+        let dataset = data::open(&opts.data, want_res, opts.seed)?;
+        let (res, channels) = (dataset.resolution(), dataset.channels());
+
+        let config = match &resumed {
+            Some((path, l)) => {
+                let cfg = l.config.clone();
+                if let Some(p) = &opts.preset {
+                    if *p != cfg.preset {
+                        return invalid(
+                            "train",
+                            format!(
+                                "--cfg {p} differs from the preset '{}' of {}",
+                                cfg.preset,
+                                path.display()
+                            ),
+                        );
+                    }
+                }
+                if cfg.generator.img_resolution != res || cfg.generator.img_channels != channels {
+                    return invalid(
+                        "train",
+                        format!(
+                            "{} holds {}×{0} networks with {} channels, the data is {res}×{res} with {channels}",
+                            path.display(),
+                            cfg.generator.img_resolution,
+                            cfg.generator.img_channels
+                        ),
+                    );
+                }
+                cfg
+            }
+            None => {
+                ModelConfig::preset(opts.preset.as_deref().unwrap_or("tiny"), res, channels, 0)?
+            }
+        };
+        if config.generator.c_dim != 0 {
+            return invalid(
+                "train",
+                "conditional training (c_dim > 0) is not supported; the datasets carry no labels",
+            );
+        }
+        let t = &config.training;
+        let batch = opts.batch.unwrap_or(t.batch);
+        if let Some(group) = config.discriminator.mbstd_group_size {
+            if config.discriminator.mbstd_num_channels > 0 && batch % group.min(batch) != 0 {
+                return invalid(
+                    "train",
+                    format!(
+                        "--batch {batch} must be a multiple of D's minibatch-stddev group size {group} (or smaller than it)"
+                    ),
+                );
+            }
+        }
+        let gamma = opts.gamma.unwrap_or(t.r1_gamma);
+        let ema_kimg = opts.ema_kimg.unwrap_or(t.ema_kimg);
+        let ema_rampup = t.ema_rampup;
+
+        let mut rng = crate::rng(opts.seed);
+        let g = Generator::new(&config.generator, &mut rng, device)?;
+        let d = Discriminator::new(&config.discriminator, &mut rng, device)?;
+        let g_ema = Generator::new(&config.generator, &mut rng, device)?;
+        update_ema(&g_ema, &g, 0.0)?;
+
+        let opt_g = Adam::new(
+            g.parameters(),
+            AdamConfig::stylegan2(opts.glr.unwrap_or(t.lr)).lazy(G_REG_INTERVAL),
+        )?;
+        let opt_d = Adam::new(
+            d.parameters(),
+            AdamConfig::stylegan2(opts.dlr.unwrap_or(t.lr)).lazy(D_REG_INTERVAL),
+        )?;
+        let loss = StyleGAN2Loss::new(
+            LossOptions {
+                style_mixing_prob: t.style_mixing_prob,
+                r1_gamma: gamma,
+                pl_weight: t.pl_weight,
+                ..LossOptions::default()
+            },
+            device,
+        )?;
+        let loader = Loader::new(dataset, opts.mirror, opts.seed)?;
+
+        let mut trainer = Trainer {
+            run_dir: PathBuf::new(),
+            opts,
+            config,
+            g,
+            d,
+            g_ema,
+            opt_g,
+            opt_d,
+            loss,
+            loader,
+            batch,
+            ema_kimg,
+            ema_rampup,
+            step: 0,
+            cur_nimg: 0,
+            stats: Stats::default(),
+        };
+        if let Some((path, l)) = &resumed {
+            trainer.restore(path, l)?;
+        }
+        if trainer.cur_nimg as f64 >= trainer.opts.kimg * 1000.0 {
+            return invalid(
+                "train",
+                format!(
+                    "the snapshot has already seen {} images, which reaches --kimg {}; raise --kimg to continue",
+                    trainer.cur_nimg, trainer.opts.kimg
+                ),
+            );
+        }
+        trainer.run_dir = match &trainer.opts.run_dir {
+            Some(d) => d.clone(),
+            None => {
+                let desc = format!(
+                    "{}-{}-{res}-batch{batch}",
+                    sanitize(&trainer.loader.dataset().name()),
+                    trainer.config.preset
+                );
+                next_run_dir(&trainer.opts.outdir, &desc)?
+            }
+        };
+        std::fs::create_dir_all(&trainer.run_dir)
+            .map_err(|e| Error::Io(format!("creating {}: {e}", trainer.run_dir.display())))?;
+        Ok(trainer)
+    }
+
+    fn restore(&mut self, path: &Path, l: &checkpoint::Loaded) -> Result<()> {
+        let sd = &l.tensors;
+        checkpoint::load_net(path, sd, "G", &self.g)?;
+        checkpoint::load_net(path, sd, "D", &self.d)?;
+        if sd.names().any(|n| n.starts_with("G_ema.")) {
+            checkpoint::load_net(path, sd, "G_ema", &self.g_ema)?;
+        } else {
+            update_ema(&self.g_ema, &self.g, 0.0)?;
+        }
+        let Some(state) = &l.state else {
+            eprintln!(
+                "stylegan2: {} has no training state; starting at step 0 from its weights",
+                path.display()
+            );
+            return Ok(());
+        };
+        let ctx = |e: Error| Error::Io(format!("{}: {e}", path.display()));
+        self.opt_g
+            .load_state(&sd.sub("opt_G"), &state.opt_g_steps)
+            .map_err(ctx)?;
+        self.opt_d
+            .load_state(&sd.sub("opt_D"), &state.opt_d_steps)
+            .map_err(ctx)?;
+        self.loss.set_pl_mean(state.pl_mean).map_err(ctx)?;
+        self.step = state.step;
+        self.cur_nimg = state.cur_nimg;
+        if state.seed != self.opts.seed {
+            eprintln!(
+                "stylegan2: note: resuming a run of seed {} with --seed {}; data order and latents follow the new seed",
+                state.seed, self.opts.seed
+            );
+        }
+        Ok(())
+    }
+
+    /// The phases of step `step`: `Gmain`, `Greg` (every 4), `Dmain`, `Dreg`
+    /// (every 16), each with its interval (the gain of its loss).
+    pub fn phases_of(&self, step: u64) -> Vec<(Phase, usize)> {
+        [
+            (Phase::Gmain, 1),
+            (Phase::Greg, G_REG_INTERVAL),
+            (Phase::Dmain, 1),
+            (Phase::Dreg, D_REG_INTERVAL),
+        ]
+        .into_iter()
+        .filter(|&(p, i)| step % i as u64 == 0 && self.loss.phase_enabled(p))
+        .collect()
+    }
+
+    /// One training step on the next batch of reals.
+    pub fn step(&mut self) -> Result<()> {
+        let device = self.opts.device;
+        let real = self.loader.batch(self.cur_nimg, self.batch, device)?;
+        let mut rng = crate::rng(step_seed(self.opts.seed, self.step));
+        let z_dim = self.config.generator.z_dim;
+        for (phase, interval) in self.phases_of(self.step) {
+            let gen_z = Tensor::randn(vec![self.batch, z_dim], &mut rng, device);
+            // As the official loop, only the trained network requires
+            // gradients: backward then skips the other's weight gradients.
+            let other: &dyn Module = if phase.is_generator() {
+                &self.d
+            } else {
+                &self.g
+            };
+            set_requires_grad(other, false)?;
+            let out = self.loss.phase_loss(
+                phase,
+                &self.g,
+                &self.d,
+                &real,
+                None,
+                &gen_z,
+                None,
+                interval as f32,
+                &mut rng,
+            );
+            set_requires_grad(other, true)?;
+            let out = out?;
+            let opt = if phase.is_generator() {
+                &mut self.opt_g
+            } else {
+                &mut self.opt_d
+            };
+            let grads = crate::grad(std::slice::from_ref(&out.loss), &opt.tensors(), None, false)?;
+            drop(out.loss);
+            opt.step(&grads)?;
+            for (name, v) in out.stats {
+                let v = v.to_scalar()? as f64;
+                if !v.is_finite() {
+                    return Err(Error::Invalid {
+                        op: "train",
+                        msg: format!(
+                            "{name} became {v} at step {} ({}); lower the learning rate or check the data",
+                            self.step,
+                            phase.name()
+                        ),
+                    });
+                }
+                self.stats.add(name, v);
+            }
+        }
+        let beta = ema_beta(self.batch, self.ema_kimg, self.ema_rampup, self.cur_nimg);
+        update_ema(&self.g_ema, &self.g, beta)?;
+        self.cur_nimg += self.batch as u64;
+        self.step += 1;
+        Ok(())
+    }
+
+    /// The grid of G_ema images for seeds `0..grid` (constant noise).
+    pub fn fakes(&self) -> Result<image::DynamicImage> {
+        let _g = crate::no_grad();
+        let n = self.opts.grid.max(1);
+        let device = self.opts.device;
+        let z_dim = self.config.generator.z_dim;
+        let mut images = Vec::with_capacity(n);
+        // Chunks keep memory flat for large grids.
+        for chunk in (0..n as u64).collect::<Vec<_>>().chunks(16) {
+            let zs: Vec<Tensor> = chunk.iter().map(|&s| latent(s, z_dim, device)).collect();
+            let z = Tensor::concat(&zs, 0)?;
+            let img = self.g_ema.forward(
+                &z,
+                None,
+                Truncation::default(),
+                SynthesisOptions::noise(NoiseMode::Const),
+                &mut Ctx::new(),
+            )?;
+            images.extend(to_images(&img)?);
+        }
+        grid(&images, grid_cols(n))
+    }
+
+    /// The first `grid` images of the dataset as a grid.
+    pub fn reals(&self) -> Result<image::DynamicImage> {
+        let n = self.opts.grid.max(1).min(self.loader.dataset().len());
+        let idx: Vec<usize> = (0..n).collect();
+        let img = self.loader.images(&idx, &vec![false; n], Device::Cpu)?;
+        grid(&to_images(&img)?, grid_cols(n))
+    }
+
+    /// The training counters for a snapshot.
+    pub fn state(&self) -> Result<TrainState> {
+        Ok(TrainState {
+            step: self.step,
+            cur_nimg: self.cur_nimg,
+            pl_mean: self.loss.pl_mean_value()?,
+            opt_g_steps: self.opt_g.steps().to_vec(),
+            opt_d_steps: self.opt_d.steps().to_vec(),
+            seed: self.opts.seed,
+        })
+    }
+
+    /// Writes `fakesNNNNNNNN.png` and `network-snapshot-NNNNNNNN.safetensors`
+    /// (NNNNNNNN: images shown) into the run directory; returns the network
+    /// file.
+    pub fn snapshot(&self) -> Result<PathBuf> {
+        save_png(
+            &self.fakes()?,
+            &self.run_dir.join(format!("fakes{:08}.png", self.cur_nimg)),
+        )?;
+        let path = self
+            .run_dir
+            .join(format!("network-snapshot-{:08}.safetensors", self.cur_nimg));
+        checkpoint::save(
+            &path,
+            &checkpoint::Checkpoint {
+                config: &self.config,
+                g: &self.g,
+                d: &self.d,
+                g_ema: &self.g_ema,
+                opt_g: &self.opt_g,
+                opt_d: &self.opt_d,
+                state: self.state()?,
+            },
+        )?;
+        Ok(path)
+    }
+
+    /// Trains until `kimg` thousand images have been shown, writing the
+    /// reals and initial fakes, periodic snapshots and a final one, and a
+    /// line of statistics per snapshot to `stats.jsonl`.
+    pub fn run(&mut self) -> Result<TrainSummary> {
+        let total = (self.opts.kimg * 1000.0).ceil() as u64;
+        let snap = (self.opts.snap_kimg * 1000.0).round() as u64;
+        std::fs::write(
+            self.run_dir.join("training_options.json"),
+            self.options_json()?,
+        )
+        .map_err(|e| Error::Io(format!("writing {}: {e}", self.run_dir.display())))?;
+        save_png(&self.reals()?, &self.run_dir.join("reals.png"))?;
+        save_png(
+            &self.fakes()?,
+            &self
+                .run_dir
+                .join(format!("fakes_init{:08}.png", self.cur_nimg)),
+        )?;
+
+        let bar = if self.opts.progress {
+            indicatif::ProgressBar::new(total)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {msg}  eta {eta}",
+            )
+            .map_err(|e| Error::Internal(format!("progress template: {e}")))?
+            .progress_chars("=> "),
+        );
+        bar.set_position(self.cur_nimg.min(total));
+        let progress = self.opts.progress;
+        // Status lines go above the bar, or to stdout when there is no
+        // terminal to draw it on (indicatif then hides the bar and its lines).
+        let say = |bar: &indicatif::ProgressBar, line: String| {
+            if !progress {
+            } else if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
+        };
+        say(
+            &bar,
+            format!(
+                "training {} at {}×{} on {} ({}), batch {}, to {} kimg; run directory {}",
+                self.config.preset,
+                self.config.generator.img_resolution,
+                self.config.generator.img_resolution,
+                self.loader.dataset().name(),
+                self.opts.device,
+                self.batch,
+                self.opts.kimg,
+                self.run_dir.display()
+            ),
+        );
+
+        let mut last_snapshot = None;
+        let mut last_stats = Vec::new();
+        let mut interval_start = (Instant::now(), self.cur_nimg);
+        let mut next_snap = self
+            .cur_nimg
+            .checked_div(snap)
+            .map_or(u64::MAX, |k| (k + 1) * snap);
+        while self.cur_nimg < total {
+            self.step()?;
+            let (t0, n0) = interval_start;
+            let sec_per_kimg =
+                t0.elapsed().as_secs_f64() / ((self.cur_nimg - n0) as f64 / 1000.0).max(1e-9);
+            bar.set_position(self.cur_nimg.min(total));
+            bar.set_message(format!(
+                "kimg {:.3}/{}  G {:.3}  D {:.3}  {:.1} s/kimg",
+                self.cur_nimg as f64 / 1000.0,
+                self.opts.kimg,
+                self.stats.mean("G_loss").unwrap_or(f64::NAN),
+                self.stats.mean("D_loss").unwrap_or(f64::NAN),
+                sec_per_kimg
+            ));
+            let done = self.cur_nimg >= total;
+            if done || self.cur_nimg >= next_snap {
+                while next_snap <= self.cur_nimg {
+                    next_snap = next_snap.saturating_add(snap.max(1));
+                }
+                let path = self.snapshot()?;
+                last_stats = self.stats.means();
+                self.append_stats(sec_per_kimg)?;
+                say(
+                    &bar,
+                    format!(
+                        "kimg {:>8.3}  step {:>6}  {}  sec/kimg {:.1}  → {}",
+                        self.cur_nimg as f64 / 1000.0,
+                        self.step,
+                        last_stats
+                            .iter()
+                            .map(|(n, v)| format!("{n} {v:.4}"))
+                            .collect::<Vec<_>>()
+                            .join("  "),
+                        sec_per_kimg,
+                        path.display()
+                    ),
+                );
+                last_snapshot = Some(path);
+                self.stats = Stats::default();
+                interval_start = (Instant::now(), self.cur_nimg);
+            }
+        }
+        bar.finish_and_clear();
+        Ok(TrainSummary {
+            run_dir: self.run_dir.clone(),
+            steps: self.step,
+            cur_nimg: self.cur_nimg,
+            last_snapshot,
+            last_stats,
+        })
+    }
+
+    fn append_stats(&self, sec_per_kimg: f64) -> Result<()> {
+        use std::io::Write;
+        let mut line = serde_json::Map::new();
+        line.insert("kimg".into(), (self.cur_nimg as f64 / 1000.0).into());
+        line.insert("step".into(), self.step.into());
+        line.insert("sec_per_kimg".into(), sec_per_kimg.into());
+        for (n, v) in self.stats.means() {
+            line.insert(n.into(), v.into());
+        }
+        let path = self.run_dir.join("stats.jsonl");
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
+        writeln!(f, "{}", serde_json::Value::Object(line))
+            .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+    }
+
+    fn options_json(&self) -> Result<String> {
+        let o = &self.opts;
+        let v = serde_json::json!({
+            "preset": self.config.preset,
+            "resolution": self.config.generator.img_resolution,
+            "channels": self.config.generator.img_channels,
+            "data": o.data,
+            "dataset_images": self.loader.dataset().len(),
+            "mirror": o.mirror,
+            "batch": self.batch,
+            "kimg": o.kimg,
+            "glr": self.opt_g.config.lr * (G_REG_INTERVAL as f32 + 1.0) / G_REG_INTERVAL as f32,
+            "dlr": self.opt_d.config.lr * (D_REG_INTERVAL as f32 + 1.0) / D_REG_INTERVAL as f32,
+            "r1_gamma": self.loss.opts.r1_gamma,
+            "pl_weight": self.loss.opts.pl_weight,
+            "style_mixing_prob": self.loss.opts.style_mixing_prob,
+            "ema_kimg": self.ema_kimg,
+            "ema_rampup": self.ema_rampup,
+            "G_reg_interval": G_REG_INTERVAL,
+            "D_reg_interval": D_REG_INTERVAL,
+            "snap_kimg": o.snap_kimg,
+            "seed": o.seed,
+            "device": o.device.to_string(),
+            "resume": o.resume.as_ref().map(|p| p.display().to_string()),
+            "resume_step": self.step,
+            "resume_nimg": self.cur_nimg,
+            "config": self.config,
+        });
+        serde_json::to_string_pretty(&v)
+            .map_err(|e| Error::Internal(format!("options to JSON: {e}")))
+    }
+}
+
+/// Columns of an n-image grid: the smallest divisor of n from √n up to 2√n
+/// (a full rectangle, 32 → 8×4), else ⌈√n⌉.
+fn grid_cols(n: usize) -> usize {
+    let root = (n as f64).sqrt().ceil() as usize;
+    (root..=2 * root).find(|c| n % c == 0).unwrap_or(root)
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Builds a [`Trainer`] and runs it.
+pub fn train(opts: TrainOptions) -> Result<TrainSummary> {
+    Trainer::new(opts)?.run()
+}

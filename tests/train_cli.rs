@@ -1,0 +1,117 @@
+//! `stylegan2 train` end to end: a two-step run whose snapshot `generate`
+//! and `info` read, and clear errors (non-zero exit, reason on stderr) for
+//! bad flags and data.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stylegan2"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn train_then_generate_and_refuse_bad_flags() {
+    let dir = std::env::temp_dir().join(format!("stylegan2-train-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = run(
+        &[
+            "train",
+            "--resolution",
+            "16",
+            "--batch",
+            "4",
+            "--kimg",
+            "0.008",
+            "--grid",
+            "4",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--outdir",
+            "runs",
+        ],
+        &dir,
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("trained 2 steps"), "{out}");
+    let run_dir = dir.join("runs").join("00000-synthetic-tiny-16-batch4");
+    let snap = run_dir.join("network-snapshot-00000008.safetensors");
+    assert!(snap.exists(), "{out}");
+    assert!(run_dir.join("fakes00000008.png").exists());
+    let snap = snap.to_str().unwrap();
+    let o = run(
+        &[
+            "generate",
+            "--weights",
+            snap,
+            "--seeds",
+            "0-1",
+            "--device",
+            "cpu",
+            "--out",
+            "imgs",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.join("imgs").join("grid.png").exists());
+    let o = run(&["info", snap], &dir);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("G_ema"));
+
+    let fails = |args: &[&str], needle: &str| {
+        let o = run(args, &dir);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    };
+    fails(&["train", "--kimg", "0", "--device", "cpu"], "--kimg");
+    fails(&["train", "--kimg", "x"], "--kimg");
+    fails(&["train", "--batch", "0", "--device", "cpu"], "--batch");
+    fails(
+        &["train", "--batch", "6", "--device", "cpu"],
+        "group size 4",
+    );
+    fails(&["train", "--grid", "0"], "--grid");
+    fails(&["train", "--device", "tpu"], "unknown device");
+    fails(
+        &["train", "--cfg", "huge", "--device", "cpu"],
+        "unknown preset",
+    );
+    fails(
+        &["train", "--resolution", "20", "--device", "cpu"],
+        "power of two",
+    );
+    fails(
+        &["train", "--data", "no-such-dir", "--device", "cpu"],
+        "no-such-dir",
+    );
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    fails(
+        &["train", "--data", "empty", "--device", "cpu"],
+        "no PNG or JPEG",
+    );
+    fails(
+        &[
+            "train",
+            "--resume",
+            "nothing.safetensors",
+            "--device",
+            "cpu",
+        ],
+        "nothing.safetensors",
+    );
+    fails(&["train", "--lr=-0.1", "--device", "cpu"], "learning rate");
+    std::fs::remove_dir_all(&dir).ok();
+}
