@@ -507,3 +507,41 @@ fn fused_up2_with_other_filters() {
         }
     }
 }
+
+#[test]
+fn auto_path_is_fused_where_kernels_run_and_unfused_on_the_cpu() {
+    assert_eq!(ModConvPath::Auto.resolve(Device::Sim), ModConvPath::Fused);
+    assert_eq!(
+        ModConvPath::Auto.resolve(Device::Cuda(0)),
+        ModConvPath::Fused
+    );
+    assert_eq!(ModConvPath::Auto.resolve(Device::Cpu), ModConvPath::Unfused);
+    assert_eq!(
+        ModConvPath::Grouped.resolve(Device::Sim),
+        ModConvPath::Grouped
+    );
+    for (s, p) in [
+        ("auto", ModConvPath::Auto),
+        ("unfused", ModConvPath::Unfused),
+        ("grouped", ModConvPath::Grouped),
+        ("fused", ModConvPath::Fused),
+    ] {
+        assert_eq!(ModConvPath::parse(s).unwrap(), p);
+    }
+    let e = ModConvPath::parse("fast").unwrap_err().to_string();
+    assert!(e.contains("'fast'") && e.contains("grouped"), "{e}");
+    // The default is Auto, and on the simulator it is bit-identical to Fused.
+    assert_eq!(ModConvPath::default(), ModConvPath::Auto);
+    let _g = stylegan2::no_grad();
+    let (_, p, k) = cases()[0];
+    let t = inputs([3, 5, 67, 5, 7], k, p, EPILOGUES[0], Device::Sim).unwrap();
+    let auto = modulated_conv2d(&t.x, &t.w, &t.s, Some(&t.f), p, ModConvPath::Auto).unwrap();
+    let fused = modulated_conv2d(&t.x, &t.w, &t.s, Some(&t.f), p, ModConvPath::Fused).unwrap();
+    assert_close(
+        "auto = fused on sim",
+        &auto.to_vec(),
+        &fused.to_vec(),
+        0.0,
+        0.0,
+    );
+}

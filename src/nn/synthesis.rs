@@ -253,7 +253,7 @@ impl SynthesisLayer {
             _ => None,
         };
         let act = self.activation.bias_act(gain, self.conv_clamp);
-        if path == ModConvPath::Fused {
+        if path.resolve(x.device()) == ModConvPath::Fused {
             // One kernel: modulation, conv, demodulation, noise, bias, lrelu, clamp.
             let epi = Epilogue {
                 noise: noise.as_ref().map(|(nz, st)| (nz, *st)),
@@ -303,7 +303,7 @@ impl ToRgb {
         ctx.record("affine", &styles);
         let styles = styles.scale(self.weight_gain())?;
         let act = Activation::Linear.bias_act(1.0, self.conv_clamp);
-        if path == ModConvPath::Fused {
+        if path.resolve(x.device()) == ModConvPath::Fused {
             let epi = Epilogue {
                 noise: None,
                 bias: Some(&self.bias),

@@ -73,12 +73,15 @@ impl ModConv {
     }
 }
 
-/// How the convolution is executed; both give the same result.
+/// How the convolution is executed; all give the same result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ModConvPath {
+    /// `Fused` on devices that run kernels (one launch per layer instead of
+    /// five or more), `Unfused` on the CPU (where `Fused` is that composition).
+    #[default]
+    Auto,
     /// Scale activations by the styles, convolve with the shared weight,
     /// scale by the demodulation coefficients (the official non-fused path).
-    #[default]
     Unfused,
     /// Materialize per-sample weights and run one grouped convolution with
     /// groups = N (the official fused path).
@@ -87,6 +90,31 @@ pub enum ModConvPath {
     /// loaded, demodulation in the epilogue, per-sample weights never exist.
     /// On the CPU it computes the unfused composition.
     Fused,
+}
+
+impl ModConvPath {
+    /// The path `Auto` stands for on `device`; the others are themselves.
+    pub fn resolve(self, device: Device) -> ModConvPath {
+        match self {
+            ModConvPath::Auto if device.runs_kernels() => ModConvPath::Fused,
+            ModConvPath::Auto => ModConvPath::Unfused,
+            p => p,
+        }
+    }
+
+    /// `auto`, `unfused`, `grouped` or `fused` (command-line flags).
+    pub fn parse(s: &str) -> Result<ModConvPath> {
+        match s {
+            "auto" => Ok(ModConvPath::Auto),
+            "unfused" => Ok(ModConvPath::Unfused),
+            "grouped" => Ok(ModConvPath::Grouped),
+            "fused" => Ok(ModConvPath::Fused),
+            other => invalid(
+                "modconv path",
+                format!("unknown path '{other}': expected auto, unfused, grouped or fused"),
+            ),
+        }
+    }
 }
 
 /// Demodulation coefficients `d[n,o] = rsqrt(Σ_i s[n,i]² · Σ_k w[o,i,k]² + 1e-8)`.
@@ -136,6 +164,7 @@ pub fn modulated_conv2d(
     path: ModConvPath,
 ) -> Result<Tensor> {
     const OP: &str = "modulated_conv2d";
+    let path = path.resolve(x.device());
     if path == ModConvPath::Fused {
         return modulated_conv2d_fused(x, weight, styles, filter, p, &Epilogue::identity());
     }
@@ -262,7 +291,7 @@ pub fn modulated_conv2d(
             let (oh, ow) = (y.dims()[2], y.dims()[3]);
             y.reshape(vec![n, o, oh, ow])
         }
-        ModConvPath::Fused => Err(Error::Internal(
+        ModConvPath::Fused | ModConvPath::Auto => Err(Error::Internal(
             "modulated_conv2d: the fused path is dispatched before".into(),
         )),
     }
