@@ -152,6 +152,32 @@ fn check_weight_styles(op: &'static str, weight: &Tensor, styles: &Tensor) -> Re
     Ok(())
 }
 
+/// Checks x [N, I, H, W] against weight [O, I, kh, kw] and styles [N, I];
+/// returns x's sizes.
+fn check_inputs(
+    op: &'static str,
+    x: &Tensor,
+    weight: &Tensor,
+    styles: &Tensor,
+) -> Result<[usize; 4]> {
+    check_weight_styles(op, weight, styles)?;
+    let &[n, i, h, w] = x.dims() else {
+        return shape_err(op, format!("input {} is not [N, C, H, W]", x.shape()));
+    };
+    if i != weight.dims()[1] || styles.dims()[0] != n {
+        return shape_err(
+            op,
+            format!(
+                "input {}, weight {} and styles {} disagree on N or input channels",
+                x.shape(),
+                weight.shape(),
+                styles.shape()
+            ),
+        );
+    }
+    Ok([n, i, h, w])
+}
+
 /// The official `modulated_conv2d` (without noise, which the layer adds
 /// afterwards): x [N, I, H, W], weight [O, I, kh, kw] (raw, no gain),
 /// styles [N, I]; `filter` is the resample filter, required when `up` is 2.
@@ -168,21 +194,7 @@ pub fn modulated_conv2d(
     if path == ModConvPath::Fused {
         return modulated_conv2d_fused(x, weight, styles, filter, p, &Epilogue::identity());
     }
-    check_weight_styles(OP, weight, styles)?;
-    let &[n, i, _, _] = x.dims() else {
-        return shape_err(OP, format!("input {} is not [N, C, H, W]", x.shape()));
-    };
-    if i != weight.dims()[1] || styles.dims()[0] != n {
-        return shape_err(
-            OP,
-            format!(
-                "input {}, weight {} and styles {} disagree on N or input channels",
-                x.shape(),
-                weight.shape(),
-                styles.shape()
-            ),
-        );
-    }
+    let [n, i, _, _] = check_inputs(OP, x, weight, styles)?;
     let (o, kh, kw) = (weight.dims()[0], weight.dims()[2], weight.dims()[3]);
     // Up-sampling as the official conv2d_resample forms it: zero-insertion
     // and FIR (gain up²) with padding widened by the filter, then a valid
@@ -429,21 +441,7 @@ fn fused_geometry(
     epi: &Epilogue,
 ) -> Result<(FusedGeom, Option<Tensor>)> {
     const OP: &str = "modulated_conv2d_fused";
-    check_weight_styles(OP, weight, styles)?;
-    let &[n, i, h, w] = x.dims() else {
-        return shape_err(OP, format!("input {} is not [N, C, H, W]", x.shape()));
-    };
-    if i != weight.dims()[1] || styles.dims()[0] != n {
-        return shape_err(
-            OP,
-            format!(
-                "input {}, weight {} and styles {} disagree on N or input channels",
-                x.shape(),
-                weight.shape(),
-                styles.shape()
-            ),
-        );
-    }
+    let [n, i, h, w] = check_inputs(OP, x, weight, styles)?;
     let (o, kh, kw) = (weight.dims()[0], weight.dims()[2], weight.dims()[3]);
     if kh == 0 || kw == 0 || h == 0 || w == 0 {
         return shape_err(
