@@ -1,12 +1,19 @@
 //! Reads the golden outputs of the official implementation
 //! (`../shared/golden/<name>.safetensors`, all F32). A missing or malformed
 //! file fails the test with a message saying where it was looked for.
+//! `STYLEGAN2_GOLDEN_DIR` points elsewhere (a GPU machine that receives only
+//! the checkout, with the golden files copied into it).
 
 use std::collections::HashMap;
 use stylegan2::{Device, Tensor};
 
 /// The directory of the golden files: `shared/golden` beside the repository root.
 pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden");
+
+/// `$STYLEGAN2_GOLDEN_DIR` when set, else `DIR`.
+pub fn dir() -> String {
+    std::env::var("STYLEGAN2_GOLDEN_DIR").unwrap_or_else(|_| DIR.to_string())
+}
 
 /// All tensors of one golden file, by key.
 pub struct Golden {
@@ -22,11 +29,12 @@ pub fn load(name: &str) -> Golden {
     } else {
         format!("{name}.safetensors")
     };
-    let path = format!("{DIR}/{file}");
+    let path = format!("{}/{file}", dir());
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "golden file {path} could not be read ({e}); the golden data of the official \
-             implementation must sit in shared/golden beside the repository root"
+             implementation must sit in shared/golden beside the repository root \
+             (or in $STYLEGAN2_GOLDEN_DIR)"
         )
     });
     let st = safetensors::SafeTensors::deserialize(&bytes)

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run ON THE GPU MACHINE (device tool, `carry: [".gpu"]`), after
+# bench/gpu-prepare.sh here. Unpacks the binaries, finds the machine's own
+# libnvrtc.so.13, runs every kernel test on GPU 0 (the tests compare Cuda
+# with the CPU reference), the golden tests, `stylegan2 bench`, and the
+# PyTorch/cuDNN peer; everything lands in $OUT for bench/results/.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+work=/tmp/sg2 && rm -rf $work && mkdir -p $work && tar -C $work -xJf .gpu/pack.tar.xz
+nvrtc=$(find / -name 'libnvrtc.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)
+export LD_LIBRARY_PATH="$(dirname "$nvrtc"):${LD_LIBRARY_PATH:-}"
+export STYLEGAN2_GOLDEN_DIR=$work/golden STYLEGAN2_KERNEL_CACHE=/tmp/sg2-cache
+log=$OUT/gpu-tests.log
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; echo "nvrtc: $nvrtc"; } >"$log"
+for t in $work/bin/*; do
+  [ "$(basename "$t")" = stylegan2 ] && continue
+  echo "== $(basename "$t")" >>"$log"
+  "$t" --test-threads=1 >>"$log" 2>&1; echo "exit $?" >>"$log"
+done
+grep -E '^(==|exit|test result)' "$log"
+$work/bin/stylegan2 bench --device cuda --out "$OUT/bench-cuda.json" 2>&1 | tee "$OUT/bench-cuda.txt"
+if [ -f $work/torch_modconv.py ]; then
+  python3 $work/torch_modconv.py --out "$OUT/bench-torch.json" 2>&1 | tee "$OUT/bench-torch.txt"
+fi
