@@ -123,7 +123,8 @@ impl Case {
         2.0 * (self.batch * self.cout * self.cin * self.kernel() * self.kernel() * out * out) as f64
     }
 
-    fn to_json(&self) -> serde_json::Value {
+    /// The case as in the JSON's `modconv.cases`.
+    pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "name": self.name,
             "batch": self.batch,
