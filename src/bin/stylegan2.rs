@@ -89,17 +89,39 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Benchmark the modulated convolution paths at StyleGAN2 layer shapes.
+    /// Benchmark the modulated convolution paths (forward and backward),
+    /// the generator forward and a training step; prints tables and writes
+    /// JSON (format: the doc of src/bench.rs).
     Bench {
-        /// auto (the GPU if one is found, else the CPU), cpu, cuda or sim.
+        /// auto (the GPU if one is found, else the CPU), cpu, cuda, cuda:N or sim.
         #[arg(long, default_value = "auto")]
         device: String,
         /// Timed iterations per row (the median is reported).
         #[arg(long, default_value_t = 5)]
         iters: usize,
-        /// Channels ÷ 8: a fast smoke run.
+        /// A fast smoke run: modconv channels ÷ 8; generator and training
+        /// step with the tiny preset at 32×32, batch 8. Without it: config-f
+        /// layers, and for generator/train the stylegan2 preset (config-f)
+        /// at 256×256 batch 8 on a GPU, tiny at 64×64 batch 8 on the CPU.
         #[arg(long)]
         quick: bool,
+        /// Sections to run: modconv, generator, train (comma-separated or
+        /// repeated) [default: all].
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Network preset of the generator and train sections.
+        #[arg(long)]
+        preset: Option<String>,
+        /// Image resolution of the generator and train sections.
+        #[arg(long)]
+        resolution: Option<usize>,
+        /// Batch of the generator and train sections.
+        #[arg(long)]
+        batch: Option<usize>,
+        /// The device's peak in TFLOP/s: adds a "% peak" column [default:
+        /// the FP32 datasheet peak for H100/H200/A100, else none].
+        #[arg(long)]
+        peak_tflops: Option<f64>,
         /// Where to write the results as JSON.
         #[arg(long, default_value = "bench.json")]
         out: PathBuf,
@@ -188,29 +210,43 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             device,
             iters,
             quick,
+            only,
+            preset,
+            resolution,
+            batch,
+            peak_tflops,
             out,
         } => {
+            // Flags first: a typo should not cost a GPU probe.
             if iters == 0 {
                 return Err("--iters must be at least 1".into());
             }
+            let only = only
+                .iter()
+                .map(|s| bench::Section::parse(s.trim()))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(t) = peak_tflops {
+                bench::Peak::given(t)?;
+            }
             let device = Device::parse(&device)?;
-            let cases = bench::default_cases(quick);
-            println!("modulated convolution on {device}, median of {iters} runs");
-            println!(
-                "{:<18} {:<24} {:>10} {:>10} {:>12}",
-                "layer", "path", "ms", "GFLOP/s", "vs unfused"
-            );
-            let rows = bench::run(device, &cases, iters, |r| {
-                println!(
-                    "{:<18} {:<24} {:>10.2} {:>10.1} {:>11.2}x",
-                    r.case,
-                    r.path,
-                    r.median.as_secs_f64() * 1e3,
-                    r.gflops,
-                    r.speedup_vs_unfused
-                );
+            let opts = bench::Options::new(
+                device,
+                iters,
+                quick,
+                &only,
+                preset,
+                resolution,
+                batch,
+                peak_tflops,
+            )?;
+            let peak = opts.peak.is_some();
+            let report = bench::run(&opts, &mut |s| println!("{s}"), &mut |r| {
+                println!("{}", bench::format_row(r, peak))
             })?;
-            let json = serde_json::to_string_pretty(&bench::to_json(device, iters, &rows))?;
+            if let Some(p) = &report.peak {
+                println!("\npeak {} TFLOP/s ({})", p.tflops, p.source);
+            }
+            let json = serde_json::to_string_pretty(&report.to_json())?;
             std::fs::write(&out, json)
                 .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
             println!("wrote {}", out.display());

@@ -159,6 +159,14 @@ pub(crate) fn synchronize(ordinal: usize) -> Result<()> {
         .map_err(|e| gpu.err("synchronizing the stream", e))
 }
 
+/// The driver's name of GPU `ordinal` (e.g. "NVIDIA H200").
+pub fn device_name(ordinal: usize) -> Result<String> {
+    let gpu = gpu(ordinal)?;
+    gpu.ctx
+        .name()
+        .map_err(|e| gpu.err("reading the device name", e))
+}
+
 /// Probes GPU `ordinal`: `Ok` when its driver, NVRTC and the device are all there.
 pub(crate) fn probe(ordinal: usize) -> Result<()> {
     gpu(ordinal).map(|_| ())
