@@ -770,7 +770,8 @@ fn train_section(opts: &Options, out: &mut Rows) -> Result<serde_json::Value> {
     }
     kinds.sort_by_key(|(k, _)| k.matches('+').count());
     let case = m.label();
-    let path = path_name(SynthesisOptions::default().path);
+    // The loop uses the default path, which depends on the device.
+    let path = path_name(SynthesisOptions::default().path.resolve(device));
     let mut medians = Vec::new();
     for (kind, step) in &kinds {
         let t = time(device, opts.iters, || {
