@@ -241,8 +241,10 @@ pub(crate) fn upload(ordinal: usize, data: &[f32]) -> Result<CudaBuffer> {
 }
 
 /// An output buffer of `n` floats on `device` (Cuda: uninitialized device
-/// memory; Sim: zeroed host memory), to be filled by kernels and turned into
-/// a `Storage` with `into_storage`.
+/// memory; Sim: host memory filled with NaN, so that a kernel which leaves an
+/// element unwritten, or accumulates into one without zeroing it first, fails
+/// its simulator test as it would misbehave on a GPU), to be filled by
+/// kernels and turned into a `Storage` with `into_storage`.
 pub(crate) enum OutBuf {
     Host(Vec<f32>),
     Cuda(CudaBuffer),
@@ -250,7 +252,7 @@ pub(crate) enum OutBuf {
 
 pub(crate) fn alloc(device: Device, n: usize) -> Result<OutBuf> {
     match device {
-        Device::Sim => Ok(OutBuf::Host(vec![0.0; n])),
+        Device::Sim => Ok(OutBuf::Host(vec![f32::NAN; n])),
         Device::Cuda(ordinal) => {
             let gpu = gpu(ordinal)?;
             let slice = if n == 0 {

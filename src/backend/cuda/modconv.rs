@@ -40,7 +40,7 @@ fn opt_in<'a>(s: Option<&'a Storage>, device: Device) -> Result<Option<InBuf<'a>
 /// `p[..n] = 0` on the device (targets of atomicAdd).
 fn zeros(device: Device, n: usize) -> Result<OutBuf> {
     let mut b = alloc(device, n)?;
-    if n > 0 && matches!(device, Device::Cuda(_)) {
+    if n > 0 {
         let mut args = Args::new();
         args.push(b.ptr()).push(n as i64).push(0f32);
         // SAFETY: (float*, long long, float); the buffer holds n floats.
