@@ -79,6 +79,9 @@ impl Args {
     }
 }
 
+/// Dynamic shared memory a launch may ask for (CUDA's default limit).
+pub(crate) const MAX_DYNAMIC_SHARED_BYTES: u32 = 48 * 1024;
+
 /// Grid and block sizes and dynamic shared memory of a launch.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Config {
@@ -114,6 +117,15 @@ pub(crate) unsafe fn launch(
     cfg: Config,
     args: &mut Args,
 ) -> Result<()> {
+    // Above 48 KiB a GPU needs the per-function opt-in attribute, which this
+    // layer does not set; refusing here makes the simulator fail as the GPU would.
+    if cfg.shared_bytes > MAX_DYNAMIC_SHARED_BYTES {
+        return Err(Error::Internal(format!(
+            "kernel `{kernel}` (kernels/{family}.cu) asks for {} bytes of dynamic shared memory, \
+             more than the {MAX_DYNAMIC_SHARED_BYTES} a launch gets without the opt-in attribute",
+            cfg.shared_bytes
+        )));
+    }
     let mut params = args.params();
     match device {
         Device::Sim => {

@@ -21,7 +21,7 @@ const WM: usize = 64;
 const WN: usize = 64;
 const WK: usize = 16;
 /// Dynamic shared memory a block may use without opting in (48 KiB).
-const SMEM_MAX: usize = 48 * 1024;
+const SMEM_MAX: usize = super::launch::MAX_DYNAMIC_SHARED_BYTES as usize;
 /// Input channels staged per step of the forward, at most.
 const CHUNK: usize = 8;
 
