@@ -24,7 +24,7 @@ while read -r name exe; do cp "$exe" ".gpu/stage/bin/$name"; done </tmp/gpu-test
 cp target/release/stylegan2 .gpu/stage/bin/stylegan2
 strip .gpu/stage/bin/*
 cp ../shared/golden/* .gpu/stage/golden/
-cp bench/torch_modconv.py .gpu/stage/ 2>/dev/null || true
+cp bench/torch_modconv.py bench/compare.py .gpu/stage/
 tar -C .gpu/stage -cJf .gpu/pack.tar.xz .
 rm -rf .gpu/stage
 ls -la .gpu

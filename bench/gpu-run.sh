@@ -9,9 +9,13 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 work=/tmp/sg2 && rm -rf $work && mkdir -p $work && tar -C $work -xJf .gpu/pack.tar.xz
 nvrtc=$(find / -name 'libnvrtc.so.13*' -not -path '*/proc/*' 2>/dev/null | head -1)
 export LD_LIBRARY_PATH="$(dirname "$nvrtc"):${LD_LIBRARY_PATH:-}"
+# NVRTC before 13.3 has no bundled headers: use the toolkit's (cuda_fp16.h).
+if command -v nvcc >/dev/null; then
+  export STYLEGAN2_CUDA_INCLUDE="$(dirname "$(dirname "$(command -v nvcc)")")/include"
+fi
 export STYLEGAN2_GOLDEN_DIR=$work/golden STYLEGAN2_KERNEL_CACHE=/tmp/sg2-cache
 log=$OUT/gpu-tests.log
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; echo "nvrtc: $nvrtc"; } >"$log"
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; echo "nvrtc: $nvrtc; headers: ${STYLEGAN2_CUDA_INCLUDE:-bundled}"; } >"$log"
 for t in $work/bin/*; do
   [ "$(basename "$t")" = stylegan2 ] && continue
   echo "== $(basename "$t")" >>"$log"
@@ -19,6 +23,7 @@ for t in $work/bin/*; do
 done
 grep -E '^(==|exit|test result)' "$log"
 $work/bin/stylegan2 bench --device cuda --out "$OUT/bench-cuda.json" 2>&1 | tee "$OUT/bench-cuda.txt"
-if [ -f $work/torch_modconv.py ]; then
-  python3 $work/torch_modconv.py --out "$OUT/bench-torch.json" 2>&1 | tee "$OUT/bench-torch.txt"
-fi
+python3 $work/torch_modconv.py --cases "$OUT/bench-cuda.json" --out "$OUT/bench-torch.json" 2>&1 |
+  tee "$OUT/bench-torch.txt"
+python3 $work/compare.py "$OUT/bench-cuda.json" "$OUT/bench-torch.json" >"$OUT/compare.md" 2>&1
+cat "$OUT/compare.md"
