@@ -9,6 +9,7 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod ops;

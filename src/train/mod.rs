@@ -22,6 +22,7 @@ pub use loss::{LossOptions, Phase, PhaseOutput, StyleGAN2Loss};
 use crate::data::{self, Loader};
 use crate::device::Device;
 use crate::error::{invalid, Error, Result};
+use crate::metrics::swd;
 use crate::model::cli::{grid, latent, save_png, to_images};
 use crate::model::{Discriminator, Generator, ModelConfig, SynthesisOptions, Truncation};
 use crate::nn::{Ctx, Module, NoiseMode};
@@ -67,6 +68,10 @@ pub struct TrainOptions {
     pub resume: Option<PathBuf>,
     /// Draw a progress bar and print status lines.
     pub progress: bool,
+    /// Metrics computed with G_ema at each snapshot (default none).
+    pub metrics: Vec<crate::metrics::Metric>,
+    /// Images per set for the metrics [default: `metrics::default_train_num`].
+    pub metrics_num: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -90,6 +95,8 @@ impl Default for TrainOptions {
             run_dir: None,
             resume: None,
             progress: false,
+            metrics: Vec::new(),
+            metrics_num: None,
         }
     }
 }
@@ -226,6 +233,9 @@ impl Trainer {
         if opts.batch == Some(0) {
             return invalid("train", "--batch must be ≥ 1");
         }
+        if opts.metrics_num == Some(0) {
+            return invalid("train", "--metrics-num must be ≥ 1");
+        }
         positive("G learning rate (--glr/--lr)", opts.glr)?;
         positive("D learning rate (--dlr/--lr)", opts.dlr)?;
         positive("--ema-kimg", opts.ema_kimg)?;
@@ -247,6 +257,15 @@ impl Trainer {
             .map(|(_, l)| l.config.generator.img_resolution));
         let dataset = data::open(&opts.data, want_res, opts.seed)?;
         let (res, channels) = (dataset.resolution(), dataset.channels());
+        if opts.metrics.contains(&crate::metrics::Metric::Swd) && res < swd::MIN_RESOLUTION {
+            return invalid(
+                "train",
+                format!(
+                    "--metrics swd needs images of at least {0}×{0}; the data is {res}×{res}",
+                    swd::MIN_RESOLUTION
+                ),
+            );
+        }
 
         let config = match &resumed {
             Some((path, l)) => {
@@ -610,6 +629,8 @@ impl Trainer {
 
         let mut last_snapshot = None;
         let mut last_stats = Vec::new();
+        // The reals' SWD descriptors, computed at the first snapshot.
+        let mut swd = None;
         let mut interval_start = (Instant::now(), self.cur_nimg);
         let mut next_snap = self
             .cur_nimg
@@ -636,7 +657,8 @@ impl Trainer {
                 }
                 let path = self.snapshot()?;
                 last_stats = self.stats.means();
-                self.append_stats(sec_per_kimg)?;
+                let metrics = self.metrics(&mut swd)?;
+                self.append_stats(sec_per_kimg, &metrics)?;
                 say(
                     &bar,
                     format!(
@@ -645,6 +667,8 @@ impl Trainer {
                         self.step,
                         last_stats
                             .iter()
+                            .map(|&(n, v)| (n.to_string(), v))
+                            .chain(metrics.iter().cloned())
                             .map(|(n, v)| format!("{n} {v:.4}"))
                             .collect::<Vec<_>>()
                             .join("  "),
@@ -667,7 +691,36 @@ impl Trainer {
         })
     }
 
-    fn append_stats(&self, sec_per_kimg: f64) -> Result<()> {
+    /// The `--metrics` of G_ema as `(name, value)`; the reals' part of the
+    /// SWD is computed once into `swd` (from the training data, seed
+    /// `opts.seed`) and reused.
+    fn metrics(&self, swd: &mut Option<crate::metrics::Swd>) -> Result<Vec<(String, f64)>> {
+        use crate::metrics::{Metric, Swd};
+        let mut out = Vec::new();
+        for m in &self.opts.metrics {
+            match m {
+                Metric::Swd => {
+                    if swd.is_none() {
+                        let num = self.opts.metrics_num.unwrap_or_else(|| {
+                            crate::metrics::default_train_num(&self.config.preset)
+                        });
+                        *swd = Some(Swd::new(
+                            &self.loader,
+                            num,
+                            self.opts.seed,
+                            crate::metrics::DEFAULT_BATCH,
+                            &mut |_| {},
+                        )?);
+                    }
+                    let s = swd.as_ref().expect("set above");
+                    out.extend(s.evaluate(&self.g_ema, 1.0, &mut |_| {})?.named());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn append_stats(&self, sec_per_kimg: f64, metrics: &[(String, f64)]) -> Result<()> {
         use std::io::Write;
         let mut line = serde_json::Map::new();
         line.insert("kimg".into(), (self.cur_nimg as f64 / 1000.0).into());
@@ -675,6 +728,9 @@ impl Trainer {
         line.insert("sec_per_kimg".into(), sec_per_kimg.into());
         for (n, v) in self.stats.means() {
             line.insert(n.into(), v.into());
+        }
+        for (n, v) in metrics {
+            line.insert(n.clone(), (*v).into());
         }
         let path = self.run_dir.join("stats.jsonl");
         let mut f = std::fs::OpenOptions::new()
@@ -707,6 +763,7 @@ impl Trainer {
             "G_reg_interval": G_REG_INTERVAL,
             "D_reg_interval": D_REG_INTERVAL,
             "snap_kimg": o.snap_kimg,
+            "metrics": o.metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
             "seed": o.seed,
             "device": o.device.to_string(),
             "resume": o.resume.as_ref().map(|p| p.display().to_string()),
