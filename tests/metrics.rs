@@ -231,6 +231,22 @@ fn the_image_order_does_not_change_the_result() {
 }
 
 #[test]
+fn radix_sort_orders_as_total_cmp() {
+    let mut v = uniform(5000, 9);
+    v.extend([0.0, -0.0, 1e-30, -1e-30, 3.3e38, -3.3e38, 1.0, 1.0]);
+    for (i, x) in v.iter_mut().enumerate().step_by(7) {
+        *x *= 1e6 * (i as f32 + 1.0);
+    }
+    let mut want = v.clone();
+    want.sort_unstable_by(f32::total_cmp);
+    swd::radix_sort(&mut v);
+    let bits = |s: &[f32]| s.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&v), bits(&want));
+    let mut empty: Vec<f32> = Vec::new();
+    swd::radix_sort(&mut empty);
+}
+
+#[test]
 fn fakes_round_through_8_bits_like_the_reals() {
     let mut v = vec![-1.5, -1.0, -0.2, 0.0, 0.5, 1.0, 2.0];
     through_u8(&mut v);

@@ -490,8 +490,7 @@ pub fn sliced_wasserstein(a: &[f32], b: &[f32], dim: usize, seed: u64) -> Result
                 false,
                 true,
             );
-            p.par_chunks_mut(rows)
-                .for_each(|col| col.sort_unstable_by(f32::total_cmp));
+            p.par_chunks_mut(rows).for_each(radix_sort);
             p
         };
         let (pa, pb) = (project(a), project(b));
@@ -508,6 +507,43 @@ pub fn sliced_wasserstein(a: &[f32], b: &[f32], dim: usize, seed: u64) -> Result
         total += sum / (DIRS_PER_REPEAT * rows) as f64;
     }
     Ok(total / DIR_REPEATS as f64)
+}
+
+/// Sorts finite floats ascending (as `sort_unstable_by(f32::total_cmp)`)
+/// with a 3-pass LSD radix sort on order-preserving keys: the projections'
+/// sorts dominate the metric's time, and this is several times faster than
+/// a comparison sort for the 10⁴–10⁶ values per direction.
+pub fn radix_sort(v: &mut [f32]) {
+    // Flip all bits of negatives, the sign bit of the rest: unsigned order
+    // of the keys is the total order of the floats.
+    let key = |x: f32| {
+        let b = x.to_bits();
+        b ^ if b >> 31 == 1 { u32::MAX } else { 1 << 31 }
+    };
+    let unkey = |k: u32| f32::from_bits(k ^ if k >> 31 == 0 { u32::MAX } else { 1 << 31 });
+    let mut a: Vec<u32> = v.iter().map(|&x| key(x)).collect();
+    let mut b = vec![0u32; a.len()];
+    for shift in [0u32, 11, 22] {
+        let mut count = [0usize; 2048];
+        for &k in &a {
+            count[((k >> shift) & 2047) as usize] += 1;
+        }
+        let mut sum = 0;
+        for c in count.iter_mut() {
+            let n = *c;
+            *c = sum;
+            sum += n;
+        }
+        for &k in &a {
+            let d = &mut count[((k >> shift) & 2047) as usize];
+            b[*d] = k;
+            *d += 1;
+        }
+        std::mem::swap(&mut a, &mut b);
+    }
+    for (o, &k) in v.iter_mut().zip(&a) {
+        *o = unkey(k);
+    }
 }
 
 /// SWD ×10³ per level and the mean between two finalized sets of the same
