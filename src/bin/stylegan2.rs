@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use stylegan2::data::tool::{convert, ConvertOptions, Transform};
 use stylegan2::model::cli::{self as mcli, GenerateOptions};
 use stylegan2::model::{
     load_generator, save_networks, Discriminator, Generator, ModelConfig, Truncation,
@@ -86,6 +87,32 @@ enum Command {
         #[arg(long)]
         resume: Option<PathBuf>,
         /// No progress bar or status lines.
+        #[arg(long)]
+        quiet: bool,
+        /// Conditional training on the dataset's labels (dataset.json; with
+        /// synthetic data the shape kind, 3 classes).
+        #[arg(long)]
+        cond: bool,
+    },
+    /// Make a training dataset (a simplified official dataset_tool.py):
+    /// numbered PNGs 00000/img00000000.png and a dataset.json (labels
+    /// carried over from the source's dataset.json).
+    Dataset {
+        /// A directory (searched recursively) or .zip of PNG/JPEG images.
+        #[arg(long)]
+        source: PathBuf,
+        /// Output: a .zip file or a directory (must not exist or be empty).
+        #[arg(long)]
+        dest: PathBuf,
+        /// Output resolution, a power of two (required by the crops)
+        /// [default: the images' own, which must then be square].
+        #[arg(long)]
+        resolution: Option<usize>,
+        /// none (stretch to --resolution if given), center-crop or
+        /// center-crop-wide (full width, letterboxed).
+        #[arg(long, default_value = "none")]
+        transform: String,
+        /// No progress bar.
         #[arg(long)]
         quiet: bool,
     },
@@ -271,6 +298,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             outdir,
             resume,
             quiet,
+            cond,
         } => {
             if grid == 0 {
                 return Err("--grid must be at least 1".into());
@@ -295,6 +323,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 run_dir: None,
                 resume,
                 progress: !quiet,
+                cond,
             };
             let summary = train::train(opts)?;
             if let Some(p) = &summary.last_snapshot {
@@ -305,11 +334,42 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     p.display()
                 );
                 println!(
-                    "sample: stylegan2 generate --weights {} --seeds 0-15 --out {}",
+                    "sample: stylegan2 generate --weights {} --seeds 0-15{} --out {}",
                     p.display(),
+                    if summary.c_dim > 0 { " --class 0" } else { "" },
                     summary.run_dir.join("samples").display()
                 );
             }
+            Ok(())
+        }
+        Command::Dataset {
+            source,
+            dest,
+            resolution,
+            transform,
+            quiet,
+        } => {
+            let opts = ConvertOptions {
+                transform: Transform::parse(&transform)?,
+                source,
+                dest,
+                resolution,
+                progress: !quiet,
+            };
+            let s = convert(&opts)?;
+            println!(
+                "wrote {} images ({}×{}, {}{}) to {}",
+                s.images,
+                s.resolution,
+                s.resolution,
+                if s.channels == 1 { "gray" } else { "RGB" },
+                if s.label_dim > 0 {
+                    format!(", labels of {} dimensions", s.label_dim)
+                } else {
+                    ", no labels".into()
+                },
+                opts.dest.display()
+            );
             Ok(())
         }
         Command::Init {
