@@ -212,6 +212,17 @@ fn cond_without_labels_is_refused() {
     })
     .unwrap();
     assert_eq!(t.config.generator.c_dim, 0);
+    // ... and a broken dataset.json does not stop unconditional training
+    // (the official loader reads it only for --cond), but stops --cond.
+    let broken = labeled_folder(&dir.join("broken"), r#"{"labels": [["x.png", 0]]}"#);
+    let o = |cond| TrainOptions {
+        resolution: None,
+        cond,
+        ..cond_opts(broken.to_str().unwrap(), &dir.join("run3"))
+    };
+    assert_eq!(Trainer::new(o(false)).unwrap().config.generator.c_dim, 0);
+    let e = Trainer::new(o(true)).err().expect("refused").to_string();
+    assert!(e.contains("x.png") && e.contains("dataset.json"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

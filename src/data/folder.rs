@@ -109,7 +109,7 @@ impl Files {
             path: path.to_path_buf(),
             source,
         };
-        if files.len() == 0 {
+        if files.is_empty() {
             return Err(Error::Io(format!(
                 "dataset {}: no PNG or JPEG images found",
                 path.display()
@@ -236,6 +236,13 @@ impl ImageFolder {
     /// header: readable, square, a power of two ≥ 4, all of one size; and
     /// the labels of `dataset.json`, if present (see [`labels::parse`]).
     pub fn open(path: &Path) -> Result<ImageFolder> {
+        Self::open_with(path, true)
+    }
+
+    /// [`ImageFolder::open`]; with `labels` false `dataset.json` is not
+    /// read (as the official loader without `use_labels`), so a broken
+    /// label file does not stop unconditional training.
+    pub fn open_with(path: &Path, labels: bool) -> Result<ImageFolder> {
         let files = Files::open(path)?;
         let mut all_gray = true;
         let mut first: Option<(u32, String)> = None;
@@ -261,7 +268,11 @@ impl ImageFolder {
             }
             all_gray &= gray;
         }
-        let labels = files.labels()?.map(|p| p.labels);
+        let labels = if labels {
+            files.labels()?.map(|p| p.labels)
+        } else {
+            None
+        };
         Ok(ImageFolder {
             files,
             resolution: first.map_or(0, |(r, _)| r as usize),

@@ -50,14 +50,15 @@ pub fn open(spec: &str, resolution: Option<usize>, seed: u64) -> Result<Box<dyn 
     open_with_labels(spec, resolution, seed, false)
 }
 
-/// [`open`], with `synthetic_labels`: the synthetic images carry a class
-/// (their shape kind, see [`Synthetic::with_labels`]). Folders and zips
-/// carry the labels of their `dataset.json` whatever this says.
+/// [`open`], with `labels`: folders and zips carry the labels of their
+/// `dataset.json` (if any), synthetic images a class (their shape kind,
+/// see [`Synthetic::with_labels`]). Without, no labels (and no
+/// `dataset.json` read).
 pub fn open_with_labels(
     spec: &str,
     resolution: Option<usize>,
     seed: u64,
-    synthetic_labels: bool,
+    labels: bool,
 ) -> Result<Box<dyn Dataset>> {
     if let Some(rest) = spec.strip_prefix("synthetic") {
         let count = match rest.strip_prefix(':') {
@@ -79,13 +80,9 @@ pub fn open_with_labels(
             }
         };
         let ds = Synthetic::new(resolution.unwrap_or(32), 3, count, seed)?;
-        return Ok(Box::new(if synthetic_labels {
-            ds.with_labels()
-        } else {
-            ds
-        }));
+        return Ok(Box::new(if labels { ds.with_labels() } else { ds }));
     }
-    let ds = ImageFolder::open(Path::new(spec))?;
+    let ds = ImageFolder::open_with(Path::new(spec), labels)?;
     if let Some(r) = resolution {
         if r != ds.resolution() {
             return invalid(

@@ -74,7 +74,7 @@ pub fn image_name(idx: usize) -> String {
 enum Sink {
     Dir(PathBuf),
     Zip {
-        writer: zip::ZipWriter<std::fs::File>,
+        writer: Box<zip::ZipWriter<std::fs::File>>,
         tmp: PathBuf,
         dest: PathBuf,
     },
@@ -105,7 +105,7 @@ impl Sink {
             let file = std::fs::File::create(&tmp)
                 .map_err(|e| Error::Io(format!("creating {}: {e}", tmp.display())))?;
             Ok(Sink::Zip {
-                writer: zip::ZipWriter::new(file),
+                writer: Box::new(zip::ZipWriter::new(file)),
                 tmp,
                 dest: dest.to_path_buf(),
             })
