@@ -105,8 +105,10 @@ fn labels_load_one_hot_from_folder_and_zip_and_floats_as_is() {
         ImageFolder::open(&f_cls).unwrap().label(0).unwrap(),
         vec![0., 0., 1.]
     );
-    // No labels: null, or no dataset.json.
+    // No labels: null, no "labels" key, or no dataset.json.
     let null = labeled_folder(&dir.join("null"), r#"{"labels": null}"#);
+    assert_eq!(ImageFolder::open(&null).unwrap().label_dim(), 0);
+    std::fs::write(null.join("dataset.json"), "{}").unwrap();
     assert_eq!(ImageFolder::open(&null).unwrap().label_dim(), 0);
     std::fs::remove_file(null.join("dataset.json")).unwrap();
     assert_eq!(ImageFolder::open(&null).unwrap().label_dim(), 0);
@@ -154,7 +156,8 @@ fn label_errors_name_the_problem() {
             &["a.png", "listed twice"],
         ),
         (r#"{"labels": [["a.png"]]}"#, &["entry 0"]),
-        (r#"{"images": []}"#, &["no \"labels\""]),
+        (r#"[1, 2]"#, &["expected an object"]),
+        (r#"{"labels": 3}"#, &["must be a list"]),
         (r#"{"labels": [["a.png", 0"#, &["not valid JSON"]),
     ];
     for (k, (json, needles)) in cases.iter().enumerate() {

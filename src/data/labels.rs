@@ -119,18 +119,19 @@ fn parse_value(v: &Value, name: &str, what: &str) -> Result<Kind> {
 
 /// Parses `dataset.json` (`what` names it in messages) for the images
 /// `names` (paths relative to the root, `/`-separated). `None` when the
-/// labels are `null`. Errors: malformed JSON, an entry for a file that is
+/// labels are `null` or absent. Errors: malformed JSON, an entry for a file that is
 /// not among the images, an image without a label, a duplicate entry, a
 /// negative or non-integer class, labels of different kinds or lengths.
 pub fn parse(json: &[u8], names: &[String], what: &str) -> Result<Option<Parsed>> {
     let doc: Value = serde_json::from_slice(json)
         .map_err(|e| Error::Io(format!("{what}: not valid JSON ({e})")))?;
-    let Some(labels) = doc.get("labels") else {
+    if !doc.is_object() {
         return Err(Error::Io(format!(
-            "{what}: no \"labels\" entry (expected {{\"labels\": [[\"file.png\", label], ...]}} or null)"
+            "{what}: expected an object {{\"labels\": [[\"file.png\", label], ...]}}"
         )));
-    };
-    let entries = match labels {
+    }
+    // No "labels" key (e.g. `{}`) reads as `"labels": null`: no labels.
+    let entries = match doc.get("labels").unwrap_or(&Value::Null) {
         Value::Null => return Ok(None),
         Value::Array(a) => a,
         _ => {
