@@ -226,6 +226,27 @@ fn cond_without_labels_is_refused() {
     assert_eq!(Trainer::new(o(false)).unwrap().config.generator.c_dim, 0);
     let e = Trainer::new(o(true)).err().expect("refused").to_string();
     assert!(e.contains("x.png") && e.contains("dataset.json"), "{e}");
+    // An unconditional snapshot cannot continue with --cond.
+    let s = Trainer::new(TrainOptions {
+        cond: false,
+        kimg: 0.004,
+        ..cond_opts("synthetic:8", &dir.join("run4"))
+    })
+    .unwrap()
+    .run()
+    .unwrap();
+    let e = Trainer::new(TrainOptions {
+        kimg: 0.008,
+        resume: s.last_snapshot,
+        ..cond_opts("synthetic:8", &dir.join("run5"))
+    })
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        e.contains("--cond given") && e.contains("unconditional"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
