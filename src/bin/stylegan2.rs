@@ -31,7 +31,8 @@ enum Command {
     Train {
         /// Data: `synthetic` (built in, procedural shapes; `synthetic:N` for
         /// N images) or a directory / .zip of PNG or JPEG images (square,
-        /// one power-of-two size).
+        /// one power-of-two size; labels for --cond in a dataset.json at
+        /// its root, see `stylegan2 dataset`).
         #[arg(long, default_value = "synthetic")]
         data: String,
         /// Network preset: tiny, stylegan2, paper256, paper512, paper1024,
