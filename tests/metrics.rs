@@ -428,6 +428,32 @@ fn metric_and_train_metrics_cli() {
         "32×32",
     );
 
+    // A conditional network gets the reals' labels (synthetic: 3 classes).
+    for (c_dim, good) in [("3", true), ("5", false)] {
+        ok(&run(
+            &[
+                "init",
+                "--preset",
+                "tiny",
+                "--resolution",
+                "16",
+                "--c-dim",
+                c_dim,
+                "--out",
+                "cond.safetensors",
+            ],
+            &dir,
+        ));
+        let mut args = base.to_vec();
+        args[2] = "cond.safetensors";
+        let o = run(&args, &dir);
+        if good {
+            assert!(ok(&o).contains("SWDx1e3_avg"));
+        } else {
+            fails(&o, "label dimensions");
+        }
+    }
+
     // Training with --metrics swd: the snapshot's stats line carries it.
     let train = [
         "train",

@@ -31,10 +31,11 @@ use stylegan2::Device;
 const RTOL_TENSOR: f64 = 1e-4;
 const RTOL_NET: f64 = 1e-5;
 
-fn trainer(device: Device) -> Trainer {
+fn trainer(device: Device, cond: bool) -> Trainer {
     let dir = std::env::temp_dir().join(format!(
-        "sg2_train_sim_{}_{}",
+        "sg2_train_sim_{}{}_{}",
         device.to_string().replace(':', ""),
+        if cond { "_cond" } else { "" },
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
@@ -49,6 +50,7 @@ fn trainer(device: Device) -> Trainer {
         seed: 3,
         device,
         run_dir: Some(dir),
+        cond,
         ..TrainOptions::default()
     })
     .unwrap()
@@ -224,7 +226,19 @@ fn check_net(
 
 #[test]
 fn one_training_step_matches_the_cpu_on_kernel_devices() {
-    let mut cpu = trainer(Device::Cpu);
+    check_one_step(false);
+}
+
+/// The same with labels (synthetic classes): G's label embedding and D's
+/// conditional projection, same inputs, same budget.
+#[test]
+fn one_conditional_training_step_matches_the_cpu_on_kernel_devices() {
+    check_one_step(true);
+}
+
+fn check_one_step(cond: bool) {
+    let mut cpu = trainer(Device::Cpu, cond);
+    assert_eq!(cpu.config.generator.c_dim, if cond { 3 } else { 0 });
     assert_eq!(cpu.step, 0);
     let phases: Vec<_> = cpu
         .phases_of(0)
@@ -238,7 +252,7 @@ fn one_training_step_matches_the_cpu_on_kernel_devices() {
     );
     cpu.step().unwrap();
     for device in kernel_devices() {
-        let mut t = trainer(device);
+        let mut t = trainer(device, cond);
         t.step().unwrap();
         let what = |net: &str| format!("{device} vs cpu: {net}");
         let g = check_net(

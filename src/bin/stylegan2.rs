@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use stylegan2::data::tool::{convert, ConvertOptions, Transform};
 use stylegan2::model::cli::{self as mcli, GenerateOptions};
 use stylegan2::model::{
     load_generator, save_networks, Discriminator, Generator, ModelConfig, Truncation,
@@ -30,7 +31,8 @@ enum Command {
     Train {
         /// Data: `synthetic` (built in, procedural shapes; `synthetic:N` for
         /// N images) or a directory / .zip of PNG or JPEG images (square,
-        /// one power-of-two size).
+        /// one power-of-two size; labels for --cond in a dataset.json at
+        /// its root, see `stylegan2 dataset`).
         #[arg(long, default_value = "synthetic")]
         data: String,
         /// Network preset: tiny, stylegan2, paper256, paper512, paper1024,
@@ -95,6 +97,32 @@ enum Command {
         /// Images per set for --metrics [default: 256 for tiny, else 1024].
         #[arg(long)]
         metrics_num: Option<usize>,
+        /// Conditional training on the dataset's labels (dataset.json; with
+        /// synthetic data the shape kind, 3 classes).
+        #[arg(long)]
+        cond: bool,
+    },
+    /// Make a training dataset (a simplified official dataset_tool.py):
+    /// numbered PNGs 00000/img00000000.png and a dataset.json (labels
+    /// carried over from the source's dataset.json).
+    Dataset {
+        /// A directory (searched recursively) or .zip of PNG/JPEG images.
+        #[arg(long)]
+        source: PathBuf,
+        /// Output: a .zip file or a directory (must not exist or be empty).
+        #[arg(long)]
+        dest: PathBuf,
+        /// Output resolution, a power of two (required by the crops)
+        /// [default: the images' own, which must then be square].
+        #[arg(long)]
+        resolution: Option<usize>,
+        /// none (stretch to --resolution if given), center-crop or
+        /// center-crop-wide (full width, letterboxed).
+        #[arg(long, default_value = "none")]
+        transform: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Benchmark the modulated convolution paths (forward and backward),
     /// the generator forward and a training step; prints tables and writes
@@ -308,6 +336,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             quiet,
             metrics,
             metrics_num,
+            cond,
         } => {
             if grid == 0 {
                 return Err("--grid must be at least 1".into());
@@ -335,6 +364,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 progress: !quiet,
                 metrics,
                 metrics_num,
+                cond,
             };
             let summary = train::train(opts)?;
             if let Some(p) = &summary.last_snapshot {
@@ -345,11 +375,42 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     p.display()
                 );
                 println!(
-                    "sample: stylegan2 generate --weights {} --seeds 0-15 --out {}",
+                    "sample: stylegan2 generate --weights {} --seeds 0-15{} --out {}",
                     p.display(),
+                    if summary.c_dim > 0 { " --class 0" } else { "" },
                     summary.run_dir.join("samples").display()
                 );
             }
+            Ok(())
+        }
+        Command::Dataset {
+            source,
+            dest,
+            resolution,
+            transform,
+            quiet,
+        } => {
+            let opts = ConvertOptions {
+                transform: Transform::parse(&transform)?,
+                source,
+                dest,
+                resolution,
+                progress: !quiet,
+            };
+            let s = convert(&opts)?;
+            println!(
+                "wrote {} images ({}×{}, {}{}) to {}",
+                s.images,
+                s.resolution,
+                s.resolution,
+                if s.channels == 1 { "gray" } else { "RGB" },
+                if s.label_dim > 0 {
+                    format!(", labels of {} dimensions", s.label_dim)
+                } else {
+                    ", no labels".into()
+                },
+                opts.dest.display()
+            );
             Ok(())
         }
         Command::Init {
@@ -484,7 +545,8 @@ fn metric(
     let (res, ch) = (g.config.img_resolution, g.config.img_channels);
     // Synthetic data is drawn at the network's resolution; a folder has its own.
     let synthetic = data.starts_with("synthetic");
-    let ds = data::open(data, synthetic.then_some(res), seed)?;
+    // A conditional generator gets the reals' labels.
+    let ds = data::open_with_labels(data, synthetic.then_some(res), seed, g.config.c_dim > 0)?;
     if ds.resolution() != res || ds.channels() != ch {
         return Err(format!(
             "{data} holds {0}×{0} images with {1} channels, but {2} generates {res}×{res} with {ch}",

@@ -2,8 +2,10 @@
 //! images, as the official `ImageFolderDataset`: every image square, of one
 //! power-of-two resolution. Opening reads every image's header and refuses
 //! the set with an error naming the first bad file; pixels are decoded when
-//! a batch asks for them.
+//! a batch asks for them. A `dataset.json` at the root carries labels
+//! (see [`super::labels`]).
 
+use super::labels::{self, Labels, LABEL_FILE};
 use super::{check_resolution, Dataset};
 use crate::error::{Error, Result};
 use image::{ColorType, ImageDecoder, ImageReader};
@@ -19,12 +21,11 @@ enum Source {
     },
 }
 
-/// PNG/JPEG images from a directory or a zip archive.
-pub struct ImageFolder {
+/// The PNG/JPEG files of a directory (recursively, sorted) or a zip archive,
+/// read by index; also the tool's input (`stylegan2 dataset`).
+pub struct Files {
     path: PathBuf,
     source: Source,
-    resolution: usize,
-    channels: usize,
 }
 
 fn is_image_name(name: &str) -> bool {
@@ -54,7 +55,7 @@ fn list_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// Width, height and whether the image is gray, from the header.
-fn header(bytes: &[u8], what: &str) -> Result<(u32, u32, bool)> {
+pub(crate) fn header(bytes: &[u8], what: &str) -> Result<(u32, u32, bool)> {
     let bad = |e: String| Error::Io(format!("{what}: not a readable PNG/JPEG image ({e})"));
     let decoder = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -69,10 +70,10 @@ fn header(bytes: &[u8], what: &str) -> Result<(u32, u32, bool)> {
     Ok((w, h, gray))
 }
 
-impl ImageFolder {
-    /// Opens `path` (a directory or a `.zip` file) and checks every image's
-    /// header: readable, square, a power of two ≥ 4, all of one size.
-    pub fn open(path: &Path) -> Result<ImageFolder> {
+impl Files {
+    /// Lists the images of `path` (a directory or a `.zip` file); an empty
+    /// list is an error.
+    pub fn open(path: &Path) -> Result<Files> {
         if !path.exists() {
             return Err(Error::Io(format!(
                 "dataset {} does not exist (give a directory or .zip of PNG/JPEG images, or 'synthetic')",
@@ -104,23 +105,150 @@ impl ImageFolder {
                 names,
             }
         };
-        let mut ds = ImageFolder {
+        let files = Files {
             path: path.to_path_buf(),
             source,
-            resolution: 0,
-            channels: 3,
         };
-        if ds.len() == 0 {
+        if files.is_empty() {
             return Err(Error::Io(format!(
                 "dataset {}: no PNG or JPEG images found",
                 path.display()
             )));
         }
+        Ok(files)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.source {
+            Source::Dir(files) => files.len(),
+            Source::Zip { names, .. } => names.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The path of image `i` for messages (`archive.zip:inner/name.png` in a zip).
+    pub fn file_name(&self, i: usize) -> String {
+        match &self.source {
+            Source::Dir(files) => files[i].display().to_string(),
+            Source::Zip { names, .. } => format!("{}:{}", self.path.display(), names[i]),
+        }
+    }
+
+    /// The name of image `i` relative to the root, `/`-separated: its key
+    /// in `dataset.json`.
+    pub fn relative_name(&self, i: usize) -> String {
+        match &self.source {
+            Source::Dir(files) => {
+                let rel = files[i].strip_prefix(&self.path).unwrap_or(&files[i]);
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            }
+            Source::Zip { names, .. } => names[i].clone(),
+        }
+    }
+
+    /// The bytes of image `i`.
+    pub fn read(&self, i: usize) -> Result<Vec<u8>> {
+        let what = || self.file_name(i);
+        match &self.source {
+            Source::Dir(files) => {
+                std::fs::read(&files[i]).map_err(|e| Error::Io(format!("reading {}: {e}", what())))
+            }
+            Source::Zip { archive, names } => read_entry(archive, &names[i], &what()),
+        }
+    }
+
+    /// `dataset.json` at the root, if there is one, with its name for messages.
+    pub fn label_file(&self) -> Result<Option<(Vec<u8>, String)>> {
+        match &self.source {
+            Source::Dir(_) => {
+                let p = self.path.join(LABEL_FILE);
+                if !p.is_file() {
+                    return Ok(None);
+                }
+                let what = p.display().to_string();
+                std::fs::read(&p)
+                    .map(|b| Some((b, what.clone())))
+                    .map_err(|e| Error::Io(format!("reading {what}: {e}")))
+            }
+            Source::Zip { archive, .. } => {
+                let has = archive
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .index_for_name(LABEL_FILE)
+                    .is_some();
+                if !has {
+                    return Ok(None);
+                }
+                let what = format!("{}:{LABEL_FILE}", self.path.display());
+                read_entry(archive, LABEL_FILE, &what).map(|b| Some((b, what)))
+            }
+        }
+    }
+
+    /// The labels of `dataset.json` in image order (`None`: no file, or
+    /// `"labels": null`).
+    pub fn labels(&self) -> Result<Option<labels::Parsed>> {
+        let Some((json, what)) = self.label_file()? else {
+            return Ok(None);
+        };
+        let names: Vec<String> = (0..self.len()).map(|i| self.relative_name(i)).collect();
+        labels::parse(&json, &names, &what)
+    }
+}
+
+fn read_entry(
+    archive: &Mutex<zip::ZipArchive<std::fs::File>>,
+    name: &str,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let mut archive = archive.lock().unwrap_or_else(|e| e.into_inner());
+    let mut entry = archive
+        .by_name(name)
+        .map_err(|e| Error::Io(format!("reading {what}: {e}")))?;
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    entry
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Io(format!("reading {what}: {e}")))?;
+    Ok(bytes)
+}
+
+/// PNG/JPEG images from a directory or a zip archive, with the labels of
+/// its `dataset.json` when it has one.
+pub struct ImageFolder {
+    files: Files,
+    resolution: usize,
+    channels: usize,
+    labels: Option<Labels>,
+}
+
+impl ImageFolder {
+    /// Opens `path` (a directory or a `.zip` file) and checks every image's
+    /// header: readable, square, a power of two ≥ 4, all of one size; and
+    /// the labels of `dataset.json`, if present (see [`labels::parse`]).
+    pub fn open(path: &Path) -> Result<ImageFolder> {
+        Self::open_with(path, true)
+    }
+
+    /// [`ImageFolder::open`]; with `labels` false `dataset.json` is not
+    /// read (as the official loader without `use_labels`), so a broken
+    /// label file does not stop unconditional training.
+    pub fn open_with(path: &Path, labels: bool) -> Result<ImageFolder> {
+        let files = Files::open(path)?;
         let mut all_gray = true;
         let mut first: Option<(u32, String)> = None;
-        for i in 0..ds.len() {
-            let what = ds.file_name(i);
-            let (w, h, gray) = header(&ds.read(i)?, &what)?;
+        for i in 0..files.len() {
+            let what = files.file_name(i);
+            let (w, h, gray) = header(&files.read(i)?, &what)?;
             if w != h {
                 return Err(Error::Io(format!(
                     "{what}: image is {w}×{h}; training images must be square"
@@ -140,43 +268,34 @@ impl ImageFolder {
             }
             all_gray &= gray;
         }
-        ds.resolution = first.map_or(0, |(r, _)| r as usize);
-        ds.channels = if all_gray { 1 } else { 3 };
-        Ok(ds)
+        let labels = if labels {
+            files.labels()?.map(|p| p.labels)
+        } else {
+            None
+        };
+        Ok(ImageFolder {
+            files,
+            resolution: first.map_or(0, |(r, _)| r as usize),
+            channels: if all_gray { 1 } else { 3 },
+            labels,
+        })
     }
 
     /// The path of image `i` for messages (`archive.zip:inner/name.png` in a zip).
     pub fn file_name(&self, i: usize) -> String {
-        match &self.source {
-            Source::Dir(files) => files[i].display().to_string(),
-            Source::Zip { names, .. } => format!("{}:{}", self.path.display(), names[i]),
-        }
+        self.files.file_name(i)
     }
 
-    fn read(&self, i: usize) -> Result<Vec<u8>> {
-        let what = || self.file_name(i);
-        match &self.source {
-            Source::Dir(files) => {
-                std::fs::read(&files[i]).map_err(|e| Error::Io(format!("reading {}: {e}", what())))
-            }
-            Source::Zip { archive, names } => {
-                let mut archive = archive.lock().unwrap_or_else(|e| e.into_inner());
-                let mut entry = archive
-                    .by_name(&names[i])
-                    .map_err(|e| Error::Io(format!("reading {}: {e}", what())))?;
-                let mut bytes = Vec::with_capacity(entry.size() as usize);
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| Error::Io(format!("reading {}: {e}", what())))?;
-                Ok(bytes)
-            }
-        }
+    /// The labels of `dataset.json`, if any.
+    pub fn labels(&self) -> Option<&Labels> {
+        self.labels.as_ref()
     }
 }
 
 impl Dataset for ImageFolder {
     fn name(&self) -> String {
         let stem = self
+            .files
             .path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -185,10 +304,7 @@ impl Dataset for ImageFolder {
     }
 
     fn len(&self) -> usize {
-        match &self.source {
-            Source::Dir(files) => files.len(),
-            Source::Zip { names, .. } => names.len(),
-        }
+        self.files.len()
     }
 
     fn resolution(&self) -> usize {
@@ -201,7 +317,7 @@ impl Dataset for ImageFolder {
 
     fn image(&self, index: usize) -> Result<Vec<u8>> {
         let what = self.file_name(index);
-        let img = image::load_from_memory(&self.read(index)?)
+        let img = image::load_from_memory(&self.files.read(index)?)
             .map_err(|e| Error::Io(format!("{what}: cannot decode the image ({e})")))?;
         let r = self.resolution as u32;
         if img.width() != r || img.height() != r {
@@ -225,5 +341,13 @@ impl Dataset for ImageFolder {
             }
         }
         Ok(out)
+    }
+
+    fn label_dim(&self) -> usize {
+        self.labels.as_ref().map_or(0, Labels::dim)
+    }
+
+    fn label(&self, index: usize) -> Result<Vec<f32>> {
+        Ok(self.labels.as_ref().map_or(Vec::new(), |l| l.get(index)))
     }
 }

@@ -1,11 +1,15 @@
 //! Training data: image folders and zip archives of PNG/JPEG files, and a
 //! procedurally generated dataset that needs no download. A [`Loader`]
-//! serves shuffled batches (with optional x-flips) as tensors in [-1, 1].
+//! serves shuffled batches (with optional x-flips) as tensors in [-1, 1],
+//! and their labels for conditional training.
 
 pub mod folder;
+pub mod labels;
 pub mod synthetic;
+pub mod tool;
 
-pub use folder::ImageFolder;
+pub use folder::{Files, ImageFolder};
+pub use labels::Labels;
 pub use synthetic::Synthetic;
 
 use crate::device::Device;
@@ -28,6 +32,14 @@ pub trait Dataset: Send {
     fn channels(&self) -> usize;
     /// Image `index` as `[C, H, W]` bytes; errors name the file.
     fn image(&self, index: usize) -> Result<Vec<u8>>;
+    /// Size of the labels (0: unlabeled).
+    fn label_dim(&self) -> usize {
+        0
+    }
+    /// Label `index` (`label_dim` values; one-hot for classes).
+    fn label(&self, _index: usize) -> Result<Vec<f32>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Opens the dataset named by a `--data` value: `synthetic` (or
@@ -35,6 +47,19 @@ pub trait Dataset: Send {
 /// `resolution` (default 32), else a directory or `.zip` of PNG/JPEG images,
 /// whose resolution must equal `resolution` when one is given.
 pub fn open(spec: &str, resolution: Option<usize>, seed: u64) -> Result<Box<dyn Dataset>> {
+    open_with_labels(spec, resolution, seed, false)
+}
+
+/// [`open`], with `labels`: folders and zips carry the labels of their
+/// `dataset.json` (if any), synthetic images a class (their shape kind,
+/// see [`Synthetic::with_labels`]). Without, no labels (and no
+/// `dataset.json` read).
+pub fn open_with_labels(
+    spec: &str,
+    resolution: Option<usize>,
+    seed: u64,
+    labels: bool,
+) -> Result<Box<dyn Dataset>> {
     if let Some(rest) = spec.strip_prefix("synthetic") {
         let count = match rest.strip_prefix(':') {
             None if rest.is_empty() => synthetic::DEFAULT_COUNT,
@@ -54,14 +79,10 @@ pub fn open(spec: &str, resolution: Option<usize>, seed: u64) -> Result<Box<dyn 
                 )
             }
         };
-        return Ok(Box::new(Synthetic::new(
-            resolution.unwrap_or(32),
-            3,
-            count,
-            seed,
-        )?));
+        let ds = Synthetic::new(resolution.unwrap_or(32), 3, count, seed)?;
+        return Ok(Box::new(if labels { ds.with_labels() } else { ds }));
     }
-    let ds = ImageFolder::open(Path::new(spec))?;
+    let ds = ImageFolder::open_with(Path::new(spec), labels)?;
     if let Some(r) = resolution {
         if r != ds.resolution() {
             return invalid(
@@ -147,6 +168,49 @@ impl Loader {
         let idx: Vec<usize> = items.iter().map(|&(i, _)| i).collect();
         let flips: Vec<bool> = items.iter().map(|&(_, f)| f).collect();
         self.images(&idx, &flips, device)
+    }
+
+    /// [`Loader::batch`] with the labels of the images, `[n, label_dim]`.
+    pub fn batch_with_labels(
+        &mut self,
+        start: u64,
+        n: usize,
+        device: Device,
+    ) -> Result<(Tensor, Tensor)> {
+        let items: Vec<(usize, bool)> = (0..n as u64).map(|j| self.item(start + j)).collect();
+        let idx: Vec<usize> = items.iter().map(|&(i, _)| i).collect();
+        let flips: Vec<bool> = items.iter().map(|&(_, f)| f).collect();
+        Ok((
+            self.images(&idx, &flips, device)?,
+            self.labels(&idx, device)?,
+        ))
+    }
+
+    /// Labels of images `idx` as `[n, label_dim]`.
+    pub fn labels(&self, idx: &[usize], device: Device) -> Result<Tensor> {
+        let dim = self.dataset.label_dim();
+        if dim == 0 {
+            return invalid(
+                "data",
+                format!("{}: the dataset has no labels", self.dataset.name()),
+            );
+        }
+        let mut data = Vec::with_capacity(idx.len() * dim);
+        for &i in idx {
+            let l = self.dataset.label(i)?;
+            if l.len() != dim {
+                return invalid(
+                    "data",
+                    format!(
+                        "{}: label {i} has {} values, expected {dim}",
+                        self.dataset.name(),
+                        l.len()
+                    ),
+                );
+            }
+            data.extend(l);
+        }
+        Tensor::from_vec(data, vec![idx.len(), dim], device)
     }
 
     /// Images `idx` (mirrored where `flips`) as `[n, C, R, R]` in [-1, 1].

@@ -2,7 +2,10 @@
 //! linear gradient with one to three filled shapes (discs, rectangles,
 //! rings) in random colours, a pure function of `(seed, index)`, drawn at
 //! any resolution with 2×2 supersampled edges. Easy enough for a tiny
-//! network to learn visibly in minutes on a CPU.
+//! network to learn visibly in minutes on a CPU. With labels
+//! ([`Synthetic::with_labels`]) image `i` has class `i % 3`, and all its
+//! shapes are of that kind (0 discs, 1 rectangles, 2 rings): a
+//! conditional demo.
 
 use super::{check_resolution, Dataset};
 use crate::error::{invalid, Result};
@@ -17,7 +20,11 @@ pub struct Synthetic {
     channels: usize,
     count: usize,
     seed: u64,
+    labeled: bool,
 }
+
+/// Classes of the labeled synthetic dataset (the shape kinds).
+pub const CLASSES: usize = 3;
 
 #[derive(Clone, Copy)]
 enum Shape {
@@ -61,7 +68,21 @@ impl Synthetic {
             channels,
             count,
             seed,
+            labeled: false,
         })
+    }
+
+    /// The same images with a class each: image `i` is of class `i % 3`
+    /// and draws only shapes of that kind.
+    pub fn with_labels(self) -> Synthetic {
+        Synthetic {
+            labeled: true,
+            ..self
+        }
+    }
+
+    fn class(&self, index: usize) -> usize {
+        index % CLASSES
     }
 
     /// Image `index` as `[3, R, R]` floats in [0, 1].
@@ -77,7 +98,15 @@ impl Synthetic {
         let n_shapes = rng.random_range(1..=3);
         let shapes: Vec<(Shape, [f32; 3])> = (0..n_shapes)
             .map(|_| {
-                let shape = match rng.random_range(0..3) {
+                // Drawn even when the class decides, so the other draws (and
+                // the unlabeled images) stay the same.
+                let kind: usize = rng.random_range(0..3);
+                let kind = if self.labeled {
+                    self.class(index)
+                } else {
+                    kind
+                };
+                let shape = match kind {
                     0 => Shape::Disc {
                         cx: rng.random_range(0.2..0.8),
                         cy: rng.random_range(0.2..0.8),
@@ -154,6 +183,23 @@ impl Dataset for Synthetic {
 
     fn channels(&self) -> usize {
         self.channels
+    }
+
+    fn label_dim(&self) -> usize {
+        if self.labeled {
+            CLASSES
+        } else {
+            0
+        }
+    }
+
+    fn label(&self, index: usize) -> Result<Vec<f32>> {
+        if !self.labeled {
+            return Ok(Vec::new());
+        }
+        let mut v = vec![0.0; CLASSES];
+        v[self.class(index)] = 1.0;
+        Ok(v)
     }
 
     fn image(&self, index: usize) -> Result<Vec<u8>> {

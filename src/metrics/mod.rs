@@ -84,6 +84,9 @@ const LATENT_SALT: u64 = 0x4C41_5445; // "LATE"
 /// The SWD of generators against `num` real images.
 pub struct Swd {
     reals: NormalizedDescriptors,
+    /// The reals' labels, `[num, label_dim]`, when the dataset has labels:
+    /// a conditional generator gets them (official: labels of real images).
+    labels: Option<(Vec<f32>, usize)>,
     seed: u64,
     batch: usize,
 }
@@ -110,13 +113,19 @@ impl Swd {
         let mut idx: Vec<usize> = (0..ds.len()).collect();
         idx.shuffle(&mut crate::rng(seed));
         idx.truncate(num);
+        let label_dim = ds.label_dim();
+        let mut labels = Vec::new();
         for chunk in idx.chunks(batch) {
             let imgs = loader.images(chunk, &vec![false; chunk.len()], Device::Cpu)?;
             desc.feed(&imgs.to_vec(), chunk.len())?;
+            if label_dim > 0 {
+                labels.extend(loader.labels(chunk, Device::Cpu)?.to_vec());
+            }
             progress(chunk.len());
         }
         Ok(Swd {
             reals: desc.finalize()?,
+            labels: (label_dim > 0).then_some((labels, label_dim)),
             seed,
             batch,
         })
@@ -128,8 +137,9 @@ impl Swd {
     }
 
     /// SWD of `num()` images of `g` (random latents and noise from the
-    /// seed, truncation `psi`; for a conditional generator, uniformly random
-    /// classes) against the reals. The fakes pass through 8 bits as the
+    /// seed, truncation `psi`; a conditional generator gets the labels of
+    /// the real images, or uniformly random classes if the data has none)
+    /// against the reals. The fakes pass through 8 bits as the
     /// reals do. `g` must make images of the reals' resolution and channels.
     pub fn evaluate(
         &self,
@@ -149,17 +159,31 @@ impl Swd {
                 ),
             );
         }
+        let c_dim = g.config.c_dim;
+        if let Some((_, dim)) = &self.labels {
+            if c_dim > 0 && *dim != c_dim {
+                return invalid(
+                    "swd",
+                    format!("the generator takes {c_dim} label dimensions, the data's labels have {dim}"),
+                );
+            }
+        }
         let device = g.synthesis.blocks[0].conv1.weight.device();
         let _guard = crate::no_grad();
         let mut rng = crate::rng(self.seed ^ LATENT_SALT);
         let mut desc = Descriptors::new(res, ch, self.seed ^ FAKE_DESC_SALT)?;
-        let mut left = self.num();
-        while left > 0 {
-            let n = left.min(self.batch);
+        let mut done = 0;
+        while done < self.num() {
+            let n = (self.num() - done).min(self.batch);
             let z = Tensor::randn(vec![n, g.config.z_dim], &mut rng, device);
-            let c = match g.config.c_dim {
-                0 => None,
-                c_dim => {
+            let c = match (c_dim, &self.labels) {
+                (0, _) => None,
+                (_, Some((l, dim))) => Some(Tensor::from_vec(
+                    l[done * dim..(done + n) * dim].to_vec(),
+                    vec![n, c_dim],
+                    device,
+                )?),
+                (_, None) => {
                     let mut v = vec![0.0f32; n * c_dim];
                     for row in v.chunks_exact_mut(c_dim) {
                         row[rng.random_range(0..c_dim)] = 1.0;
@@ -179,7 +203,7 @@ impl Swd {
             swd::through_u8(&mut v);
             desc.feed(&v, n)?;
             progress(n);
-            left -= n;
+            done += n;
         }
         swd::swd(&self.reals, &desc.finalize()?, self.seed ^ DIR_SALT)
     }

@@ -72,6 +72,10 @@ pub struct TrainOptions {
     pub metrics: Vec<crate::metrics::Metric>,
     /// Images per set for the metrics [default: `metrics::default_train_num`].
     pub metrics_num: Option<usize>,
+    /// Conditional training (official `--cond`): the networks take the
+    /// dataset's labels (`c_dim` = their size). Implied when resuming a
+    /// conditional snapshot.
+    pub cond: bool,
 }
 
 impl Default for TrainOptions {
@@ -97,6 +101,7 @@ impl Default for TrainOptions {
             progress: false,
             metrics: Vec::new(),
             metrics_num: None,
+            cond: false,
         }
     }
 }
@@ -149,6 +154,8 @@ pub struct TrainSummary {
     pub last_snapshot: Option<PathBuf>,
     /// Means of the losses over the last report interval.
     pub last_stats: Vec<(&'static str, f64)>,
+    /// Label size of the networks (0: unconditional).
+    pub c_dim: usize,
 }
 
 /// A training run in progress.
@@ -171,6 +178,72 @@ pub struct Trainer {
     pub cur_nimg: u64,
     pub run_dir: PathBuf,
     pub stats: Stats,
+    /// Whether G and D take labels.
+    pub cond: bool,
+    /// The snapshot grid: columns, the dataset image of each cell (reals)
+    /// and, when conditional, each cell's label (one class per row).
+    pub grid_plan: GridPlan,
+}
+
+/// The layout of the reals and fakes grids.
+#[derive(Clone, Debug)]
+pub struct GridPlan {
+    pub cols: usize,
+    pub reals: Vec<usize>,
+    pub labels: Option<Vec<Vec<f32>>>,
+}
+
+impl GridPlan {
+    /// Unconditional: the first `n` images (fewer if the data has fewer).
+    /// Conditional (official `setup_snapshot_image_grid`, simplified):
+    /// each row one label, the distinct labels in descending order (class
+    /// 0 first for one-hot), cycled if there are fewer than rows; a row's
+    /// reals are images with its label.
+    fn new(dataset: &dyn data::Dataset, n: usize, cond: bool) -> Result<GridPlan> {
+        let n = n.max(1);
+        if !cond {
+            let m = n.min(dataset.len());
+            return Ok(GridPlan {
+                cols: grid_cols(m),
+                reals: (0..m).collect(),
+                labels: None,
+            });
+        }
+        let cols = grid_cols(n);
+        let mut by_label: Vec<(Vec<f32>, Vec<usize>)> = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for i in 0..dataset.len() {
+            let l = dataset.label(i)?;
+            let key: Vec<u32> = l.iter().map(|v| v.to_bits()).collect();
+            let k = *seen.entry(key).or_insert_with(|| {
+                by_label.push((l, Vec::new()));
+                by_label.len() - 1
+            });
+            // Only the first `cols` images of a label appear.
+            if by_label[k].1.len() < cols {
+                by_label[k].1.push(i);
+            }
+        }
+        by_label.sort_by(|a, b| {
+            b.0.iter()
+                .zip(&a.0)
+                .map(|(x, y)| x.total_cmp(y))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let (mut reals, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for k in 0..n {
+            let (row, col) = (k / cols, k % cols);
+            let (label, idx) = &by_label[row % by_label.len()];
+            reals.push(idx[col % idx.len()]);
+            labels.push(label.clone());
+        }
+        Ok(GridPlan {
+            cols,
+            reals,
+            labels: Some(labels),
+        })
+    }
 }
 
 /// A 64-bit mix of `(seed, step)` for the per-step generator.
@@ -255,7 +328,11 @@ impl Trainer {
         let want_res = opts.resolution.or(resumed
             .as_ref()
             .map(|(_, l)| l.config.generator.img_resolution));
-        let dataset = data::open(&opts.data, want_res, opts.seed)?;
+        let resumed_c_dim = resumed
+            .as_ref()
+            .map_or(0, |(_, l)| l.config.generator.c_dim);
+        let cond = opts.cond || resumed_c_dim > 0;
+        let dataset = data::open_with_labels(&opts.data, want_res, opts.seed, cond)?;
         let (res, channels) = (dataset.resolution(), dataset.channels());
         if opts.metrics.contains(&crate::metrics::Metric::Swd) && res < swd::MIN_RESOLUTION {
             return invalid(
@@ -266,6 +343,17 @@ impl Trainer {
                 ),
             );
         }
+        if cond && dataset.label_dim() == 0 {
+            return invalid(
+                "train",
+                format!(
+                    "{}{} has no labels: conditional training needs a dataset.json with labels at the root of the folder or zip (see `stylegan2 dataset`), or synthetic data",
+                    if opts.cond { "--cond: " } else { "the snapshot is conditional, but " },
+                    opts.data
+                ),
+            );
+        }
+        let c_dim = if cond { dataset.label_dim() } else { 0 };
 
         let config = match &resumed {
             Some((path, l)) => {
@@ -293,18 +381,29 @@ impl Trainer {
                         ),
                     );
                 }
+                if cfg.generator.c_dim != c_dim {
+                    return invalid(
+                        "train",
+                        if cfg.generator.c_dim == 0 {
+                            format!("--cond given, but {} is unconditional", path.display())
+                        } else {
+                            format!(
+                                "{} is conditional with {} label dimensions, the data's labels have {c_dim}",
+                                path.display(),
+                                cfg.generator.c_dim
+                            )
+                        },
+                    );
+                }
                 cfg
             }
-            None => {
-                ModelConfig::preset(opts.preset.as_deref().unwrap_or("tiny"), res, channels, 0)?
-            }
+            None => ModelConfig::preset(
+                opts.preset.as_deref().unwrap_or("tiny"),
+                res,
+                channels,
+                c_dim,
+            )?,
         };
-        if config.generator.c_dim != 0 {
-            return invalid(
-                "train",
-                "conditional training (c_dim > 0) is not supported; the datasets carry no labels",
-            );
-        }
         let t = &config.training;
         let batch = opts.batch.unwrap_or(t.batch);
         if let Some(group) = config.discriminator.mbstd_group_size {
@@ -344,6 +443,7 @@ impl Trainer {
             },
             device,
         )?;
+        let grid_plan = GridPlan::new(dataset.as_ref(), opts.grid, cond)?;
         let loader = Loader::new(dataset, opts.mirror, opts.seed)?;
 
         let mut trainer = Trainer {
@@ -363,6 +463,8 @@ impl Trainer {
             step: 0,
             cur_nimg: 0,
             stats: Stats::default(),
+            cond,
+            grid_plan,
         };
         if let Some((path, l)) = &resumed {
             trainer.restore(path, l)?;
@@ -380,8 +482,9 @@ impl Trainer {
             Some(d) => d.clone(),
             None => {
                 let desc = format!(
-                    "{}-{}-{res}-batch{batch}",
+                    "{}{}-{}-{res}-batch{batch}",
                     sanitize(&trainer.loader.dataset().name()),
+                    if cond { "-cond" } else { "" },
                     trainer.config.preset
                 );
                 next_run_dir(&trainer.opts.outdir, &desc)?
@@ -444,11 +547,27 @@ impl Trainer {
     /// One training step on the next batch of reals.
     pub fn step(&mut self) -> Result<()> {
         let device = self.opts.device;
-        let real = self.loader.batch(self.cur_nimg, self.batch, device)?;
+        let (real, real_c) = if self.cond {
+            let (img, c) = self
+                .loader
+                .batch_with_labels(self.cur_nimg, self.batch, device)?;
+            (img, Some(c))
+        } else {
+            (self.loader.batch(self.cur_nimg, self.batch, device)?, None)
+        };
         let mut rng = crate::rng(step_seed(self.opts.seed, self.step));
         let z_dim = self.config.generator.z_dim;
         for (phase, interval) in self.phases_of(self.step) {
             let gen_z = Tensor::randn(vec![self.batch, z_dim], &mut rng, device);
+            // Official: the labels of random training images.
+            let gen_c = if self.cond {
+                use rand::Rng as _;
+                let n = self.loader.dataset().len();
+                let idx: Vec<usize> = (0..self.batch).map(|_| rng.random_range(0..n)).collect();
+                Some(self.loader.labels(&idx, device)?)
+            } else {
+                None
+            };
             // As the official loop, only the trained network requires
             // gradients: backward then skips the other's weight gradients.
             let other: &dyn Module = if phase.is_generator() {
@@ -462,9 +581,9 @@ impl Trainer {
                 &self.g,
                 &self.d,
                 &real,
-                None,
+                real_c.as_ref(),
                 &gen_z,
-                None,
+                gen_c.as_ref(),
                 interval as f32,
                 &mut rng,
             );
@@ -500,10 +619,12 @@ impl Trainer {
         Ok(())
     }
 
-    /// The grid of G_ema images for seeds `0..grid` (constant noise).
+    /// The grid of G_ema images for seeds `0..grid` (constant noise; when
+    /// conditional, one label per row).
     pub fn fakes(&self) -> Result<image::DynamicImage> {
         let _g = crate::no_grad();
         let n = self.opts.grid.max(1);
+        let plan = &self.grid_plan;
         let device = self.opts.device;
         let z_dim = self.config.generator.z_dim;
         let mut images = Vec::with_capacity(n);
@@ -511,24 +632,43 @@ impl Trainer {
         for chunk in (0..n as u64).collect::<Vec<_>>().chunks(16) {
             let zs: Vec<Tensor> = chunk.iter().map(|&s| latent(s, z_dim, device)).collect();
             let z = Tensor::concat(&zs, 0)?;
+            let c = match &plan.labels {
+                Some(labels) => {
+                    let v: Vec<f32> = chunk
+                        .iter()
+                        .flat_map(|&s| labels[s as usize].iter().copied())
+                        .collect();
+                    let dim = v.len() / chunk.len();
+                    Some(Tensor::from_vec(v, vec![chunk.len(), dim], device)?)
+                }
+                None => None,
+            };
             let img = self.g_ema.forward(
                 &z,
-                None,
+                c.as_ref(),
                 Truncation::default(),
                 SynthesisOptions::noise(NoiseMode::Const),
                 &mut Ctx::new(),
             )?;
             images.extend(to_images(&img)?);
         }
-        grid(&images, grid_cols(n))
+        // Unconditional reals may be fewer than the fakes: own layout.
+        let cols = if plan.labels.is_some() {
+            plan.cols
+        } else {
+            grid_cols(n)
+        };
+        grid(&images, cols)
     }
 
-    /// The first `grid` images of the dataset as a grid.
+    /// The dataset images of the grid (the first `grid`, or per row one
+    /// label when conditional).
     pub fn reals(&self) -> Result<image::DynamicImage> {
-        let n = self.opts.grid.max(1).min(self.loader.dataset().len());
-        let idx: Vec<usize> = (0..n).collect();
-        let img = self.loader.images(&idx, &vec![false; n], Device::Cpu)?;
-        grid(&to_images(&img)?, grid_cols(n))
+        let idx = &self.grid_plan.reals;
+        let img = self
+            .loader
+            .images(idx, &vec![false; idx.len()], Device::Cpu)?;
+        grid(&to_images(&img)?, self.grid_plan.cols)
     }
 
     /// The training counters for a snapshot.
@@ -615,8 +755,16 @@ impl Trainer {
         say(
             &bar,
             format!(
-                "training {} at {}×{} on {} ({}), batch {}, to {} kimg; run directory {}",
+                "training {}{} at {}×{} on {} ({}), batch {}, to {} kimg; run directory {}",
                 self.config.preset,
+                if self.cond {
+                    format!(
+                        " conditional on {} label dimensions",
+                        self.config.generator.c_dim
+                    )
+                } else {
+                    String::new()
+                },
                 self.config.generator.img_resolution,
                 self.config.generator.img_resolution,
                 self.loader.dataset().name(),
@@ -688,6 +836,7 @@ impl Trainer {
             cur_nimg: self.cur_nimg,
             last_snapshot,
             last_stats,
+            c_dim: self.config.generator.c_dim,
         })
     }
 
@@ -751,6 +900,8 @@ impl Trainer {
             "data": o.data,
             "dataset_images": self.loader.dataset().len(),
             "mirror": o.mirror,
+            "cond": self.cond,
+            "c_dim": self.config.generator.c_dim,
             "batch": self.batch,
             "kimg": o.kimg,
             "glr": self.opt_g.config.lr * (G_REG_INTERVAL as f32 + 1.0) / G_REG_INTERVAL as f32,

@@ -1,0 +1,340 @@
+//! `stylegan2 dataset`: a simplified official `dataset_tool.py`. Reads the
+//! PNG/JPEG images of a directory (recursively) or a zip, optionally crops
+//! them to a square and resizes them (Lanczos3) to a power-of-two
+//! resolution, and writes numbered PNGs `00000/img00000000.png` (a new
+//! folder per 1000 images) with a `dataset.json`, into a directory or a
+//! `.zip` archive (stored, as the official tool writes it). Labels of the
+//! source's `dataset.json` are carried over, keyed by the new names.
+
+use super::check_resolution;
+use super::folder::{header, Files};
+use super::labels::LABEL_FILE;
+use crate::error::{invalid, Error, Result};
+use image::imageops::FilterType;
+use image::DynamicImage;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// How images become squares (official `--transform`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    /// Kept as they are, or stretched to `resolution × resolution` when one
+    /// is given.
+    None,
+    /// The central square of side min(w, h), resized.
+    CenterCrop,
+    /// Resized to the full width, the central rows kept, and letterboxed
+    /// on a black square.
+    CenterCropWide,
+}
+
+impl Transform {
+    pub fn parse(s: &str) -> Result<Transform> {
+        match s {
+            "none" => Ok(Transform::None),
+            "center-crop" => Ok(Transform::CenterCrop),
+            "center-crop-wide" => Ok(Transform::CenterCropWide),
+            _ => invalid(
+                "dataset",
+                format!("--transform {s}: expected none, center-crop or center-crop-wide"),
+            ),
+        }
+    }
+}
+
+/// Options of a conversion.
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    pub source: PathBuf,
+    /// A `.zip` file or a directory.
+    pub dest: PathBuf,
+    /// Output resolution (a power of two ≥ 4); required by the crops.
+    pub resolution: Option<usize>,
+    pub transform: Transform,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// What a conversion wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvertSummary {
+    pub images: usize,
+    pub resolution: usize,
+    pub channels: usize,
+    /// Label size (0: no labels).
+    pub label_dim: usize,
+}
+
+/// The official archive name of image `idx`: `00001/img00001234.png`.
+pub fn image_name(idx: usize) -> String {
+    let s = format!("{idx:08}");
+    format!("{}/img{s}.png", &s[..5])
+}
+
+enum Sink {
+    Dir(PathBuf),
+    Zip {
+        writer: Box<zip::ZipWriter<std::fs::File>>,
+        tmp: PathBuf,
+        dest: PathBuf,
+    },
+}
+
+impl Sink {
+    fn create(dest: &Path) -> Result<Sink> {
+        let is_zip = dest
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+        let refuse = || {
+            Err(Error::Io(format!(
+                "{} already exists and is not empty; refusing to overwrite it",
+                dest.display()
+            )))
+        };
+        if is_zip {
+            if dest.is_dir() || std::fs::metadata(dest).is_ok_and(|m| m.len() > 0) {
+                return refuse();
+            }
+            if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+            }
+            // Written aside and renamed at the end: a failed run leaves no
+            // half archive under the destination's name.
+            let tmp = dest.with_extension("zip.partial");
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| Error::Io(format!("creating {}: {e}", tmp.display())))?;
+            Ok(Sink::Zip {
+                writer: Box::new(zip::ZipWriter::new(file)),
+                tmp,
+                dest: dest.to_path_buf(),
+            })
+        } else {
+            if dest.is_file() {
+                return refuse();
+            }
+            if dest.is_dir()
+                && std::fs::read_dir(dest)
+                    .map_err(|e| Error::Io(format!("reading {}: {e}", dest.display())))?
+                    .next()
+                    .is_some()
+            {
+                return refuse();
+            }
+            std::fs::create_dir_all(dest)
+                .map_err(|e| Error::Io(format!("creating {}: {e}", dest.display())))?;
+            Ok(Sink::Dir(dest.to_path_buf()))
+        }
+    }
+
+    fn add(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        match self {
+            Sink::Dir(root) => {
+                let path = root.join(name);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+                }
+                std::fs::write(&path, bytes)
+                    .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+            }
+            Sink::Zip { writer, tmp, .. } => {
+                let err =
+                    |e: String| Error::Io(format!("writing {name} to {}: {e}", tmp.display()));
+                let opts = zip::write::SimpleFileOptions::default()
+                    .compression_method(zip::CompressionMethod::Stored);
+                writer
+                    .start_file(name, opts)
+                    .map_err(|e| err(e.to_string()))?;
+                writer.write_all(bytes).map_err(|e| err(e.to_string()))
+            }
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Sink::Dir(_) => Ok(()),
+            Sink::Zip { writer, tmp, dest } => {
+                let done = writer
+                    .finish()
+                    .map_err(|e| Error::Io(format!("writing {}: {e}", tmp.display())))
+                    .and_then(|_| {
+                        std::fs::rename(&tmp, &dest).map_err(|e| {
+                            Error::Io(format!(
+                                "renaming {} to {}: {e}",
+                                tmp.display(),
+                                dest.display()
+                            ))
+                        })
+                    });
+                if done.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                done
+            }
+        }
+    }
+
+    /// Removes what a failed conversion wrote.
+    fn abandon(self) {
+        match self {
+            Sink::Dir(root) => {
+                let _ = std::fs::remove_dir_all(root);
+            }
+            Sink::Zip { writer, tmp, .. } => {
+                drop(writer);
+                let _ = std::fs::remove_file(tmp);
+            }
+        }
+    }
+}
+
+/// `img` as a `res × res` square per `transform` (`res` `None`: as is).
+fn transform(img: DynamicImage, t: Transform, res: Option<usize>) -> DynamicImage {
+    let (w, h) = (img.width(), img.height());
+    match (t, res) {
+        (Transform::None, None) => img,
+        (Transform::None, Some(r)) => {
+            let r = r as u32;
+            if (w, h) == (r, r) {
+                img
+            } else {
+                img.resize_exact(r, r, FilterType::Lanczos3)
+            }
+        }
+        (Transform::CenterCrop, r) => {
+            let side = w.min(h);
+            let sq = img.crop_imm((w - side) / 2, (h - side) / 2, side, side);
+            let r = r.map_or(side, |r| r as u32);
+            if r == side {
+                sq
+            } else {
+                sq.resize_exact(r, r, FilterType::Lanczos3)
+            }
+        }
+        (Transform::CenterCropWide, r) => {
+            let r = r.map_or(w, |r| r as u32);
+            // Full width at r, height in proportion; the central r rows if taller.
+            let hh = ((r as f64 * h as f64 / w as f64).round() as u32).max(1);
+            let scaled = img.resize_exact(r, hh, FilterType::Lanczos3);
+            let band = if hh > r {
+                scaled.crop_imm(0, (hh - r) / 2, r, r)
+            } else {
+                scaled
+            };
+            let mut canvas = match band {
+                DynamicImage::ImageLuma8(_) => DynamicImage::new_luma8(r, r),
+                _ => DynamicImage::new_rgb8(r, r),
+            };
+            let top = (r - band.height()) / 2;
+            image::imageops::overlay(&mut canvas, &band, 0, top as i64);
+            canvas
+        }
+    }
+}
+
+/// Converts `opts.source` into `opts.dest`; prints nothing but the
+/// progress bar (when asked). Errors name the bad file, and remove the
+/// partial output.
+pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
+    if let Some(r) = opts.resolution {
+        check_resolution(r, "--resolution")?;
+    }
+    if opts.transform != Transform::None && opts.resolution.is_none() {
+        return invalid(
+            "dataset",
+            "--transform center-crop and center-crop-wide need --resolution",
+        );
+    }
+    let files = Files::open(&opts.source)?;
+    let labels = files.labels()?;
+    // Headers first: a bad file stops the run before anything is written,
+    // and the output is gray only if every input is.
+    let mut all_gray = true;
+    let mut first: Option<(u32, u32, String)> = None;
+    for i in 0..files.len() {
+        let what = files.file_name(i);
+        let (w, h, gray) = header(&files.read(i)?, &what)?;
+        all_gray &= gray;
+        if opts.transform == Transform::None && opts.resolution.is_none() {
+            // Kept as they are: must already be training images.
+            if w != h {
+                return Err(Error::Io(format!(
+                    "{what}: image is {w}×{h}; give --transform center-crop (and --resolution) to make squares"
+                )));
+            }
+            match &first {
+                None => {
+                    check_resolution(w as usize, &what)?;
+                    first = Some((w, h, what));
+                }
+                Some((fw, fh, f)) if (*fw, *fh) != (w, h) => {
+                    return Err(Error::Io(format!(
+                        "{what}: image is {w}×{h}, but {f} is {fw}×{fh}; give --resolution to resize them all"
+                    )))
+                }
+                Some(_) => {}
+            }
+        } else if first.is_none() {
+            first = Some((w, h, what));
+        }
+    }
+    let resolution = opts
+        .resolution
+        .unwrap_or_else(|| first.as_ref().map_or(0, |f| f.0 as usize));
+    let channels = if all_gray { 1 } else { 3 };
+
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(files.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} images  eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let mut sink = Sink::create(&opts.dest)?;
+    let write_all = |sink: &mut Sink| -> Result<()> {
+        let mut out_labels = Vec::new();
+        for i in 0..files.len() {
+            let what = files.file_name(i);
+            let img = image::load_from_memory(&files.read(i)?)
+                .map_err(|e| Error::Io(format!("{what}: cannot decode the image ({e})")))?;
+            let img = if all_gray {
+                DynamicImage::ImageLuma8(img.to_luma8())
+            } else {
+                DynamicImage::ImageRgb8(img.to_rgb8())
+            };
+            let img = transform(img, opts.transform, opts.resolution);
+            let mut png = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .map_err(|e| Error::Io(format!("{what}: encoding PNG: {e}")))?;
+            let name = image_name(i);
+            sink.add(&name, &png)?;
+            if let Some(p) = &labels {
+                out_labels.push(serde_json::json!([name, p.raw[i]]));
+            }
+            bar.inc(1);
+        }
+        let meta = serde_json::json!({
+            "labels": labels.as_ref().map(|_| out_labels),
+        });
+        let json =
+            serde_json::to_vec(&meta).map_err(|e| Error::Internal(format!("dataset.json: {e}")))?;
+        sink.add(LABEL_FILE, &json)
+    };
+    let result = write_all(&mut sink);
+    bar.finish_and_clear();
+    if let Err(e) = result {
+        sink.abandon();
+        return Err(e);
+    }
+    sink.finish()?;
+    Ok(ConvertSummary {
+        images: files.len(),
+        resolution,
+        channels,
+        label_dim: labels.as_ref().map_or(0, |p| p.labels.dim()),
+    })
+}
