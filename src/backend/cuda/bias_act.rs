@@ -9,8 +9,6 @@ use crate::error::{Error, Result};
 use crate::tensor::Storage;
 
 const FAMILY: &str = "bias_act";
-const BLOCK: u32 = 256;
-const MAX_BLOCKS: u32 = 1 << 16;
 
 /// `ActCode` of bias_act.cu and the lrelu slope.
 fn act_code(act: Act) -> (i32, f32) {
@@ -65,15 +63,7 @@ pub(crate) fn bias_act(
     push_params(&mut args, p);
     // SAFETY: matches bias_act_fwd's parameters; x and y hold n floats, b
     // (or null) holds c floats and is indexed modulo c.
-    unsafe {
-        launch(
-            device,
-            FAMILY,
-            "bias_act_fwd",
-            Config::linear(n, BLOCK, MAX_BLOCKS),
-            &mut args,
-        )?
-    };
+    unsafe { launch(device, FAMILY, "bias_act_fwd", Config::linear(n), &mut args)? };
     Ok(y.into_storage())
 }
 
@@ -108,7 +98,7 @@ pub(crate) fn bias_act_grad(
             device,
             FAMILY,
             "bias_act_grad",
-            Config::linear(n, BLOCK, MAX_BLOCKS),
+            Config::linear(n),
             &mut args,
         )?
     };

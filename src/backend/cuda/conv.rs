@@ -292,7 +292,7 @@ pub(crate) fn conv2d_weight_grad(
                 device,
                 FAMILY,
                 "conv2d_wgrad_reduce",
-                Config::linear(wlen, THREADS, 1 << 16),
+                Config::linear(wlen),
                 &mut args,
             )?
         };

@@ -145,15 +145,7 @@ pub(crate) fn unary(x: &Storage, n: usize, device: Device, op: Unary) -> Result<
             .push(p0)
             .push(p1);
         // SAFETY: (float*, const float*, long long, int, float, float); both buffers hold n floats.
-        unsafe {
-            launch(
-                device,
-                FAMILY,
-                "unary_map",
-                Config::linear(n, BLOCK, MAX_BLOCKS),
-                &mut args,
-            )?
-        };
+        unsafe { launch(device, FAMILY, "unary_map", Config::linear(n), &mut args)? };
     }
     Ok(y.into_storage())
 }
@@ -194,15 +186,7 @@ pub(crate) fn binary(
         .push(dims.len() as i32);
     // SAFETY: matches binary_map's parameters; the strides stay inside a and b
     // because both shapes broadcast to `out`.
-    unsafe {
-        launch(
-            device,
-            FAMILY,
-            "binary_map",
-            Config::linear(n, BLOCK, MAX_BLOCKS),
-            &mut args,
-        )?
-    };
+    unsafe { launch(device, FAMILY, "binary_map", Config::linear(n), &mut args)? };
     Ok(y.into_storage())
 }
 
@@ -254,7 +238,7 @@ pub(crate) fn strided_gather(
             device,
             FAMILY,
             "strided_gather",
-            Config::linear(n, BLOCK, MAX_BLOCKS),
+            Config::linear(n),
             &mut args,
         )?
     };
@@ -284,15 +268,7 @@ pub(crate) fn concat(
                 .push(start as i64);
             // SAFETY: matches concat_part; the part holds outer*inner floats and
             // columns start..start+inner lie within the total.
-            unsafe {
-                launch(
-                    device,
-                    FAMILY,
-                    "concat_part",
-                    Config::linear(n, BLOCK, MAX_BLOCKS),
-                    &mut args,
-                )?
-            };
+            unsafe { launch(device, FAMILY, "concat_part", Config::linear(n), &mut args)? };
         }
         start += inner;
     }
@@ -371,7 +347,7 @@ fn reduce_view(
         args.push(reduce_code(op));
         if r <= WARP_ROW_MAX {
             let rows_per_block = (BLOCK / 32) as usize;
-            let cfg = Config::linear(outer * 32, BLOCK, MAX_BLOCKS);
+            let cfg = Config::linear(outer * 32);
             debug_assert!(cfg.grid.0 as usize <= outer.div_ceil(rows_per_block));
             ("reduce_rows_warp", cfg)
         } else {
@@ -456,15 +432,7 @@ pub(crate) fn adam_step(
             .push(state.is_some() as i32);
         // SAFETY: matches adam_step's parameters; every buffer holds n floats
         // (m and v are not read when has_state is 0).
-        unsafe {
-            launch(
-                device,
-                FAMILY,
-                "adam_step",
-                Config::linear(n, BLOCK, MAX_BLOCKS),
-                &mut args,
-            )?
-        };
+        unsafe { launch(device, FAMILY, "adam_step", Config::linear(n), &mut args)? };
     }
     Ok((po.into_storage(), mo.into_storage(), vo.into_storage()))
 }

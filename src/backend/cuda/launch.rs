@@ -79,6 +79,11 @@ impl Args {
     }
 }
 
+/// Threads per block of `Config::linear` launches.
+pub(crate) const LINEAR_BLOCK: u32 = 256;
+/// Most blocks of a `Config::linear` launch; grid-stride loops cover the rest.
+pub(crate) const LINEAR_MAX_BLOCKS: u32 = 1 << 16;
+
 /// Dynamic shared memory a launch may ask for (CUDA's default limit).
 pub(crate) const MAX_DYNAMIC_SHARED_BYTES: u32 = 48 * 1024;
 
@@ -91,13 +96,15 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// A 1-D launch of `block` threads per block over `n` items with a
-    /// grid-stride loop: at most `max_blocks` blocks.
-    pub(crate) fn linear(n: usize, block: u32, max_blocks: u32) -> Config {
-        let blocks = n.div_ceil(block as usize).clamp(1, max_blocks as usize) as u32;
+    /// A 1-D launch over `n` items for a kernel with a grid-stride loop:
+    /// `LINEAR_BLOCK` threads per block, at most `LINEAR_MAX_BLOCKS` blocks.
+    pub(crate) fn linear(n: usize) -> Config {
+        let blocks = n
+            .div_ceil(LINEAR_BLOCK as usize)
+            .clamp(1, LINEAR_MAX_BLOCKS as usize) as u32;
         Config {
             grid: (blocks, 1, 1),
-            block: (block, 1, 1),
+            block: (LINEAR_BLOCK, 1, 1),
             shared_bytes: 0,
         }
     }

@@ -44,15 +44,7 @@ fn zeros(device: Device, n: usize) -> Result<OutBuf> {
         let mut args = Args::new();
         args.push(b.ptr()).push(n as i64).push(0f32);
         // SAFETY: (float*, long long, float); the buffer holds n floats.
-        unsafe {
-            launch(
-                device,
-                FAMILY,
-                "modconv_fill",
-                Config::linear(n, BLOCK, MAX_BLOCKS),
-                &mut args,
-            )?
-        };
+        unsafe { launch(device, FAMILY, "modconv_fill", Config::linear(n), &mut args)? };
     }
     Ok(b)
 }
@@ -68,15 +60,7 @@ pub(crate) fn wsq(w: &Storage, oi: usize, k: usize, device: Device) -> Result<St
             .push(oi as i32)
             .push(k as i32);
         // SAFETY: (float*, const float*, int, int); w holds oi·k floats.
-        unsafe {
-            launch(
-                device,
-                FAMILY,
-                "modconv_wsq",
-                Config::linear(oi, BLOCK, MAX_BLOCKS),
-                &mut args,
-            )?
-        };
+        unsafe { launch(device, FAMILY, "modconv_wsq", Config::linear(oi), &mut args)? };
     }
     Ok(out.into_storage())
 }
@@ -104,7 +88,7 @@ pub(crate) fn demod(
                 device,
                 FAMILY,
                 "modconv_demod",
-                Config::linear(n * o, BLOCK, MAX_BLOCKS),
+                Config::linear(n * o),
                 &mut args,
             )?
         };
@@ -143,7 +127,7 @@ pub(crate) fn modulate_weight(
                 device,
                 FAMILY,
                 "modconv_modulate_weight",
-                Config::linear(total, BLOCK, MAX_BLOCKS),
+                Config::linear(total),
                 &mut args,
             )?
         };
@@ -493,7 +477,7 @@ pub(crate) fn demod_grad(
                 device,
                 FAMILY,
                 "modconv_demod_grad",
-                Config::linear(total, BLOCK, MAX_BLOCKS),
+                Config::linear(total),
                 &mut args,
             )?
         };
@@ -538,7 +522,7 @@ pub(crate) fn upfir(
                 device,
                 FAMILY,
                 "modconv_upfir",
-                Config::linear(total, BLOCK, MAX_BLOCKS),
+                Config::linear(total),
                 &mut args,
             )?
         };

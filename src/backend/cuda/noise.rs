@@ -9,7 +9,6 @@ use crate::tensor::Storage;
 
 const FAMILY: &str = "noise";
 const BLOCK: u32 = 256;
-const MAX_BLOCKS: u32 = 1 << 16;
 /// Blocks of the first stage of the strength-gradient reduction: enough to
 /// fill a GPU, few enough for one block to sum the partials.
 const PARTIAL_BLOCKS: usize = 1024;
@@ -70,7 +69,7 @@ pub(crate) fn noise_inject(
             device,
             FAMILY,
             "noise_fwd",
-            Config::linear(total, BLOCK, MAX_BLOCKS),
+            Config::linear(total),
             &mut args,
         )?
     };
@@ -105,7 +104,7 @@ pub(crate) fn grad_noise(
             device,
             FAMILY,
             "noise_grad_noise",
-            Config::linear(rows * hw, BLOCK, MAX_BLOCKS),
+            Config::linear(rows * hw),
             &mut args,
         )?
     };

@@ -11,8 +11,6 @@ use crate::tensor::Storage;
 use std::cell::Cell;
 
 const FAMILY: &str = "upfirdn";
-const BLOCK: u32 = 256;
-const MAX_BLOCKS: u32 = 1 << 16;
 /// `UP2_T` / `DOWN_T` of upfirdn.cu: threads per block and axis.
 const UP2_T: usize = 16;
 const DOWN_T: usize = 16;
@@ -133,7 +131,7 @@ fn general(
             device,
             FAMILY,
             "upfirdn2d_general",
-            Config::linear(n, BLOCK, MAX_BLOCKS),
+            Config::linear(n),
             &mut args,
         )?
     };
