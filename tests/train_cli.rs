@@ -31,6 +31,8 @@ fn train_then_generate_and_refuse_bad_flags() {
             "4",
             "--device",
             "cpu",
+            "--modconv",
+            "grouped",
             "--quiet",
             "--outdir",
             "runs",
@@ -48,6 +50,8 @@ fn train_then_generate_and_refuse_bad_flags() {
     let snap = run_dir.join("network-snapshot-00000008.safetensors");
     assert!(snap.exists(), "{out}");
     assert!(run_dir.join("fakes00000008.png").exists());
+    let options = std::fs::read_to_string(run_dir.join("training_options.json")).unwrap();
+    assert!(options.contains("\"modconv\": \"grouped\""), "{options}");
     let snap = snap.to_str().unwrap();
     let o = run(
         &[
@@ -84,6 +88,10 @@ fn train_then_generate_and_refuse_bad_flags() {
         "group size 4",
     );
     fails(&["train", "--grid", "0"], "--grid");
+    fails(
+        &["train", "--modconv", "fast", "--device", "cpu"],
+        "unknown path 'fast'",
+    );
     fails(&["train", "--device", "tpu"], "unknown device");
     fails(
         &["train", "--cfg", "huge", "--device", "cpu"],

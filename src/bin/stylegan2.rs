@@ -9,6 +9,7 @@ use stylegan2::model::{
     load_generator, save_networks, Discriminator, Generator, ModelConfig, Truncation,
 };
 use stylegan2::nn::synthesis::NoiseMode;
+use stylegan2::ops::modconv::ModConvPath;
 use stylegan2::train::{self, TrainOptions};
 use stylegan2::{bench, Device};
 
@@ -101,6 +102,10 @@ enum Command {
         /// synthetic data the shape kind, 3 classes).
         #[arg(long)]
         cond: bool,
+        /// How G's modulated convolutions run: auto (fused on a GPU or the
+        /// simulator, unfused on the CPU), unfused, grouped or fused.
+        #[arg(long, default_value = "auto")]
+        modconv: String,
     },
     /// Make a training dataset (a simplified official dataset_tool.py):
     /// numbered PNGs 00000/img00000000.png and a dataset.json (labels
@@ -337,6 +342,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             metrics,
             metrics_num,
             cond,
+            modconv,
         } => {
             if grid == 0 {
                 return Err("--grid must be at least 1".into());
@@ -365,6 +371,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 metrics,
                 metrics_num,
                 cond,
+                modconv: ModConvPath::parse(&modconv)?,
             };
             let summary = train::train(opts)?;
             if let Some(p) = &summary.last_snapshot {

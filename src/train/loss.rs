@@ -12,6 +12,7 @@ use crate::autograd;
 use crate::error::{invalid, Error, Result};
 use crate::model::{mapping_with_mixing, Discriminator, Generator, SynthesisOptions};
 use crate::nn::{Ctx, NoiseMode};
+use crate::ops::modconv::ModConvPath;
 use crate::tensor::Tensor;
 
 /// A training phase (official names). Each step runs `Gmain` and `Dmain`;
@@ -60,6 +61,8 @@ pub struct LossOptions {
     pub pl_weight: f32,
     /// Synthesis noise while training (official: random).
     pub noise_mode: NoiseMode,
+    /// How G's modulated convolutions run (`Auto`: fused where kernels run).
+    pub modconv: ModConvPath,
 }
 
 impl Default for LossOptions {
@@ -71,6 +74,7 @@ impl Default for LossOptions {
             pl_decay: 0.01,
             pl_weight: 2.0,
             noise_mode: NoiseMode::Random,
+            modconv: ModConvPath::Auto,
         }
     }
 }
@@ -200,11 +204,11 @@ impl StyleGAN2Loss {
         rng: &mut crate::Rng,
     ) -> Result<(Tensor, Tensor)> {
         let ws = mapping_with_mixing(g, z, c, self.opts.style_mixing_prob, true, rng)?;
-        let img = g.synthesis(
-            &ws,
-            SynthesisOptions::noise(self.opts.noise_mode),
-            &mut Ctx::with_rng(rng),
-        )?;
+        let opts = SynthesisOptions {
+            noise_mode: self.opts.noise_mode,
+            path: self.opts.modconv,
+        };
+        let img = g.synthesis(&ws, opts, &mut Ctx::with_rng(rng))?;
         Ok((img, ws))
     }
 

@@ -26,6 +26,7 @@ use crate::metrics::swd;
 use crate::model::cli::{grid, latent, save_png, to_images};
 use crate::model::{Discriminator, Generator, ModelConfig, SynthesisOptions, Truncation};
 use crate::nn::{Ctx, Module, NoiseMode};
+use crate::ops::modconv::ModConvPath;
 use crate::tensor::Tensor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -76,6 +77,9 @@ pub struct TrainOptions {
     /// dataset's labels (`c_dim` = their size). Implied when resuming a
     /// conditional snapshot.
     pub cond: bool,
+    /// How G's modulated convolutions run while training (`Auto`: the fused
+    /// kernel on Cuda and Sim, the unfused composition on the CPU).
+    pub modconv: ModConvPath,
 }
 
 impl Default for TrainOptions {
@@ -102,6 +106,7 @@ impl Default for TrainOptions {
             metrics: Vec::new(),
             metrics_num: None,
             cond: false,
+            modconv: ModConvPath::Auto,
         }
     }
 }
@@ -439,6 +444,7 @@ impl Trainer {
                 style_mixing_prob: t.style_mixing_prob,
                 r1_gamma: gamma,
                 pl_weight: t.pl_weight,
+                modconv: opts.modconv,
                 ..LossOptions::default()
             },
             device,
@@ -917,6 +923,7 @@ impl Trainer {
             "metrics": o.metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
             "seed": o.seed,
             "device": o.device.to_string(),
+            "modconv": format!("{:?}", o.modconv.resolve(o.device)).to_lowercase(),
             "resume": o.resume.as_ref().map(|p| p.display().to_string()),
             "resume_step": self.step,
             "resume_nimg": self.cur_nimg,
