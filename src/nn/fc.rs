@@ -48,6 +48,27 @@ impl FullyConnected {
         }
     }
 
+    /// The style affine of a synthesis layer or ToRGB: `w [N, w_dim]` →
+    /// styles `[N, channels]`, linear, bias initialized to 1 (official
+    /// `FullyConnectedLayer(w_dim, in_channels, bias_init=1)`).
+    pub fn style_affine(
+        w_dim: usize,
+        channels: usize,
+        rng: &mut impl rand::Rng,
+        device: Device,
+    ) -> FullyConnected {
+        FullyConnected::new(
+            w_dim,
+            channels,
+            true,
+            Activation::Linear,
+            1.0,
+            1.0,
+            rng,
+            device,
+        )
+    }
+
     /// Runtime gain of the weight: `lr_mul / √in`.
     pub fn weight_gain(&self) -> f32 {
         self.lr_multiplier / (self.in_features as f32).sqrt()

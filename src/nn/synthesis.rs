@@ -79,16 +79,7 @@ impl SynthesisLayer {
         device: Device,
     ) -> SynthesisLayer {
         let kernel_size = 3;
-        let affine = FullyConnected::new(
-            w_dim,
-            in_channels,
-            true,
-            Activation::Linear,
-            1.0,
-            1.0,
-            rng,
-            device,
-        );
+        let affine = FullyConnected::style_affine(w_dim, in_channels, rng, device);
         let weight = param(Tensor::randn(
             vec![out_channels, in_channels, kernel_size, kernel_size],
             rng,
@@ -158,16 +149,7 @@ impl ToRgb {
         device: Device,
     ) -> ToRgb {
         let kernel_size = 1;
-        let affine = FullyConnected::new(
-            w_dim,
-            in_channels,
-            true,
-            Activation::Linear,
-            1.0,
-            1.0,
-            rng,
-            device,
-        );
+        let affine = FullyConnected::style_affine(w_dim, in_channels, rng, device);
         ToRgb {
             affine,
             weight: param(Tensor::randn(
