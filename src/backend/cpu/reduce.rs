@@ -39,9 +39,21 @@ pub fn reduce(x: &[f32], dims: &[usize], axes: &[usize], op: Reduce) -> Vec<f32>
         }
         o
     };
+    // The reduced axes that end the shape form contiguous runs of `run`
+    // elements in `offs`: summed as slices, in the same order.
+    let run: usize = (0..r)
+        .rev()
+        .take_while(|a| axes.contains(a))
+        .map(|a| dims[a])
+        .product();
     let one = |i: usize| -> f32 {
         let b = base(i);
         match op {
+            Reduce::Sum if run > 1 => offs.iter().step_by(run).fold(0f64, |acc, &o| {
+                x[b + o..b + o + run]
+                    .iter()
+                    .fold(acc, |acc, &v| acc + v as f64)
+            }) as f32,
             Reduce::Sum => offs.iter().map(|&o| x[b + o] as f64).sum::<f64>() as f32,
             Reduce::Max => offs
                 .iter()
