@@ -696,6 +696,7 @@ fn generator_section(opts: &Options, out: &mut Rows) -> Result<serde_json::Value
         let so = SynthesisOptions {
             noise_mode: NoiseMode::Const,
             path,
+            ..Default::default()
         };
         let t = time(device, opts.iters, || {
             g.forward(&z, None, Truncation::default(), so, &mut Ctx::new())
