@@ -762,30 +762,32 @@ __device__ __forceinline__ void mc_tc_fwd_impl(
 // shared memory MC_TC_STAGES · 32 · (kh·kw·MC_BM + (MC_TH+kh−1)·(MC_TW+kw−1))
 // bytes; Cpad a multiple of 32 / operand bytes.
 // One kernel per (format, shape); written out because build.rs reads the names.
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_tc_fwd_3x3_tf32(MC_TC_PARAMS) {
+// The minimum of 2 blocks per SM matters: with the thread count alone ptxas
+// capped some variants at 64 registers and spilled (sm_90, NVRTC 13.5).
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_3x3_tf32(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_TF32, 3, 3>(MC_TC_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_tc_fwd_3x3_up2_f4_tf32(MC_TC_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_3x3_up2_f4_tf32(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_TF32, 3, 3, 2, 4, 4>(MC_TC_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_tc_fwd_1x1_tf32(MC_TC_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_1x1_tf32(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_TF32, 1, 1>(MC_TC_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_tc_fwd_3x3_bf16(MC_TC_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_3x3_bf16(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_BF16, 3, 3>(MC_TC_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_tc_fwd_3x3_up2_f4_bf16(MC_TC_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_3x3_up2_f4_bf16(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_BF16, 3, 3, 2, 4, 4>(MC_TC_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_tc_fwd_1x1_bf16(MC_TC_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_1x1_bf16(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_BF16, 1, 1>(MC_TC_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_tc_fwd_3x3_f16(MC_TC_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_3x3_f16(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_F16, 3, 3>(MC_TC_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_tc_fwd_3x3_up2_f4_f16(MC_TC_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_3x3_up2_f4_f16(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_F16, 3, 3, 2, 4, 4>(MC_TC_ARGS);
 }
-extern "C" __global__ void __launch_bounds__(MC_THREADS) modconv_tc_fwd_1x1_f16(MC_TC_PARAMS) {
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_1x1_f16(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_F16, 1, 1>(MC_TC_ARGS);
 }
