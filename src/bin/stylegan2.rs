@@ -430,6 +430,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             modconv,
             skip_bad,
         } => {
+            if metrics.iter().any(|m| m.trim().is_empty()) {
+                return Err("--metrics: an empty name; give swd or none".into());
+            }
             let metrics = at(
                 "--metrics",
                 stylegan2::metrics::Metric::parse_list(&metrics),

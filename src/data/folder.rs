@@ -385,9 +385,11 @@ impl ImageFolder {
                     check_resolution(w as usize, &what)?;
                     first = Some((w, what));
                 }
-                Some((r, f)) if *r != w => return Err(Error::Io(format!(
+                Some((r, f)) if *r != w => {
+                    return Err(Error::Io(format!(
                     "{what}: image is {w}×{w}, but {f} is {r}×{r}; all images must have one size"
-                ))),
+                )))
+                }
                 Some(_) => {}
             }
             all_gray &= c == 1;
