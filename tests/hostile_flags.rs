@@ -54,7 +54,7 @@ fn hostile(kind: Kind, tmp: &Path) -> Vec<(String, bool)> {
             v("nan", true),
             v("-1", true),
             v("0", true),
-            (format!("{}", "x".repeat(300)), true),
+            ("x".repeat(300), true),
         ],
         Kind::List => vec![
             v("", true),
