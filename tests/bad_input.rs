@@ -138,6 +138,54 @@ fn a_truncated_jpeg_stops_the_dataset_tool_with_no_output() {
     assert_eq!(names, vec![std::ffi::OsString::from("jpegs")]);
     // The intact files decode.
     decode(&bytes, "whole.jpg").unwrap();
+    // --skip-bad: the other 7 are written, the skipped one counted.
+    let o = bin(
+        &[
+            "dataset",
+            "--source",
+            "jpegs",
+            "--dest",
+            "out.zip",
+            "--skip-bad",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("wrote 7 images") && out.contains("skipped 1 unreadable"),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("5.jpg"), "{}", stderr(&o));
+    assert_eq!(ImageFolder::open(&dir.join("out.zip")).unwrap().len(), 7);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Files left out on purpose are counted and reported: macOS metadata
+/// (named like images) and images of formats not read here.
+#[test]
+fn files_left_out_are_reported() {
+    let dir = tmpdir("leftout");
+    let src = dir.join("mixed");
+    std::fs::create_dir_all(src.join("__MACOSX")).unwrap();
+    for i in 0..3 {
+        std::fs::write(src.join(format!("{i}.png")), png_bytes(&noisy(i))).unwrap();
+    }
+    std::fs::write(src.join("._0.png"), b"\x00\x05\x16\x07 AppleDouble").unwrap();
+    std::fs::write(src.join("__MACOSX").join("1.png"), b"junk").unwrap();
+    std::fs::write(src.join("3.webp"), b"RIFF....WEBP").unwrap();
+    std::fs::write(src.join("notes.txt"), b"not data").unwrap();
+    assert_eq!(ImageFolder::open(&src).unwrap().len(), 3);
+    let o = bin(&["dataset", "--source", "mixed", "--dest", "out"], &dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("left out 1 image file(s)")
+            && err.contains("3.webp")
+            && err.contains("left out 2 macOS metadata"),
+        "{err}"
+    );
+    assert!(!err.contains("notes.txt"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

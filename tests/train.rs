@@ -200,7 +200,10 @@ fn image_folder_errors_name_the_problem() {
     write_png(&corrupt.join("a.png"), 8, 8, true);
     std::fs::write(corrupt.join("b.png"), b"\x89PNG garbage").unwrap();
     let e = err_of(&corrupt);
-    assert!(e.contains("b.png") && e.contains("not a PNG or JPEG"), "{e}");
+    assert!(
+        e.contains("b.png") && e.contains("not a PNG or JPEG"),
+        "{e}"
+    );
     // Sizes: mixed, non-square, not a power of two.
     let mixed = dir.join("mixed");
     std::fs::create_dir_all(&mixed).unwrap();

@@ -36,11 +36,68 @@ pub struct Files {
     source: Source,
 }
 
-fn is_image_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".png", ".jpg", ".jpeg"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
+/// What a file of a dataset is, by its `/`-separated path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// PNG or JPEG: read.
+    Image,
+    /// macOS metadata (`__MACOSX/`, `._*`, `.DS_Store`): never an image;
+    /// left out and counted.
+    MacMetadata,
+    /// An image format this crate does not read (BMP, GIF, WebP, TIFF,
+    /// ...): left out, counted and named, since it was probably meant as
+    /// data.
+    OtherImage,
+    /// Anything else (`dataset.json`, notes): not data.
+    Other,
+}
+
+fn classify(rel: &str) -> Entry {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    if rel.split('/').any(|c| c == "__MACOSX") || name.starts_with("._") || name == ".DS_Store" {
+        return Entry::MacMetadata;
+    }
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" | "jpg" | "jpeg" => Entry::Image,
+        "bmp" | "gif" | "webp" | "tif" | "tiff" | "tga" | "ppm" | "pgm" | "pbm" | "heic"
+        | "heif" | "avif" | "jxl" | "jp2" | "ico" => Entry::OtherImage,
+        _ => Entry::Other,
+    }
+}
+
+/// Keeps the images among `(relative name, item)`, and says on stderr
+/// what was left out that might have been meant as data.
+fn keep_images<T>(root: &Path, all: Vec<(String, T)>) -> Vec<(String, T)> {
+    let mut mac = 0usize;
+    let mut other: Vec<String> = Vec::new();
+    let mut out = Vec::with_capacity(all.len());
+    for (rel, item) in all {
+        match classify(&rel) {
+            Entry::Image => out.push((rel, item)),
+            Entry::MacMetadata => mac += 1,
+            Entry::OtherImage => other.push(rel),
+            Entry::Other => {}
+        }
+    }
+    if !other.is_empty() {
+        eprintln!(
+            "stylegan2: note: {}: left out {} image file(s) of formats not read here (only PNG and JPEG), e.g. {}",
+            root.display(),
+            other.len(),
+            other[0]
+        );
+    }
+    if mac > 0 {
+        eprintln!(
+            "stylegan2: note: {}: left out {mac} macOS metadata file(s) (__MACOSX/, ._*)",
+            root.display()
+        );
+    }
+    out
 }
 
 fn list_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -51,15 +108,20 @@ fn list_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let p = entry.path();
         if p.is_dir() {
             list_dir(&p, out)?;
-        } else if p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(is_image_name)
-        {
+        } else {
             out.push(p);
         }
     }
     Ok(())
+}
+
+/// `file` relative to `root`, `/`-separated.
+fn relative(root: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl Files {
@@ -73,8 +135,16 @@ impl Files {
             )));
         }
         let source = if path.is_dir() {
-            let mut files = Vec::new();
-            list_dir(path, &mut files)?;
+            let mut all = Vec::new();
+            list_dir(path, &mut all)?;
+            let named = all
+                .into_iter()
+                .map(|p| (relative(path, &p), p))
+                .collect::<Vec<_>>();
+            let mut files: Vec<PathBuf> = keep_images(path, named)
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
             files.sort();
             Source::Dir(files)
         } else {
@@ -86,11 +156,12 @@ impl Files {
                     path.display()
                 ))
             })?;
-            let mut pairs: Vec<(String, String)> = archive
+            let all: Vec<(String, String)> = archive
                 .file_names()
                 .map(|n| (n.replace('\\', "/"), n.to_string()))
-                .filter(|(n, _)| !n.ends_with('/') && is_image_name(n))
+                .filter(|(n, _)| !n.ends_with('/'))
                 .collect();
+            let mut pairs = keep_images(path, all);
             pairs.sort();
             let (names, entries) = pairs.into_iter().unzip();
             Source::Zip {
@@ -139,13 +210,7 @@ impl Files {
     /// in `dataset.json`.
     pub fn relative_name(&self, i: usize) -> String {
         match &self.source {
-            Source::Dir(files) => {
-                let rel = files[i].strip_prefix(&self.path).unwrap_or(&files[i]);
-                rel.components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/")
-            }
+            Source::Dir(files) => relative(&self.path, &files[i]),
             Source::Zip { names, .. } => names[i].clone(),
         }
     }
