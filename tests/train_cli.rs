@@ -57,6 +57,10 @@ fn train_then_generate_and_refuse_bad_flags() {
     assert_eq!(options.matches("\"kimg\"").count(), 1, "{options}");
     assert!(options.contains("\"glr\": 0.0025,"), "{options}");
     assert!(options.contains("\"dlr\": 0.0025,"), "{options}");
+    assert!(
+        options.contains("\"mapping_lr_multiplier\": 0.01,"),
+        "{options}"
+    );
     let snap = snap.to_str().unwrap();
     let o = run(
         &[

@@ -984,8 +984,8 @@ impl Trainer {
             // the values used are above (one kimg, one batch, ...).
             "config": {
                 "preset": self.config.preset,
-                "generator": self.config.generator,
-                "discriminator": self.config.discriminator,
+                "generator": decimal_json(&self.config.generator)?,
+                "discriminator": decimal_json(&self.config.discriminator)?,
             },
         });
         serde_json::to_string_pretty(&v)
@@ -997,6 +997,14 @@ impl Trainer {
 /// as it was typed.
 fn decimal(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(v as f64)
+}
+
+/// `v` as JSON with its f32 fields in shortest decimal form (0.01, where
+/// `serde_json::to_value` widens to 0.009999999776482582).
+fn decimal_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_string(v)
+        .and_then(|s| serde_json::from_str(&s))
+        .map_err(|e| Error::Internal(format!("options to JSON: {e}")))
 }
 
 /// Columns of an n-image grid: the smallest divisor of n from √n up to 2√n
