@@ -323,7 +323,7 @@ fn preset(flag: &str, name: &str) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "{flag} '{name}': unknown preset; expected one of {}",
+        "{flag}: unknown preset '{name}'; expected one of {}",
         stylegan2::model::PRESETS.join(", ")
     ))
 }
