@@ -30,14 +30,14 @@ spec() { # row -> preset resolution sections
 
 for row in $ROWS; do
   read -r preset res only < <(spec "$row")
-  [ -f "$OUT/$row.safetensors" ] || "$BIN" init --preset "$preset" --resolution "$res" --out "$OUT/$row.safetensors" >/dev/null
+  [ -f "$OUT/$row.safetensors" ] || "$BIN" init --cfg "$preset" --resolution "$res" --out "$OUT/$row.safetensors" >/dev/null
 done
 
 for round in $(seq 1 "$ROUNDS"); do
   for row in $ROWS; do
     read -r preset res only < <(spec "$row")
     echo "== round $round $row: crate" >&2
-    RAYON_NUM_THREADS=$THREADS "$BIN" bench --device cpu --only "$only" --preset "$preset" \
+    RAYON_NUM_THREADS=$THREADS "$BIN" bench --device cpu --only "$only" --cfg "$preset" \
       --resolution "$res" --batch 8 --iters "$ITERS" --out "$OUT/crate-$row-$round.json" \
       | tee "$OUT/crate-$row-$round.txt" >&2
     echo "== round $round $row: torch" >&2

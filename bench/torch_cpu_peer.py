@@ -33,7 +33,7 @@ stdout, and JSON (`--out`) in the `stylegan2-bench/2` row format with
 
 Example (bench/cpu_vs_torch.sh alternates this with the crate):
 
-  stylegan2 init --preset tiny --resolution 32 --out /tmp/tiny32.safetensors
+  stylegan2 init --cfg tiny --resolution 32 --out /tmp/tiny32.safetensors
   python bench/torch_cpu_peer.py --official ../official \
       --network /tmp/tiny32.safetensors --batch 8 --only generator,train
 """
