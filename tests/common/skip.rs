@@ -4,7 +4,8 @@
 //! environment requires that piece.
 //!
 //! `STYLEGAN2_REQUIRE` lists the required pieces, comma-separated
-//! (`nvrtc`, `gpu`, `python3`); CI (`.ci/run`) sets `nvrtc,python3`, a GPU
+//! (`nvrtc`, `gpu`, `python3`, `cuobjdump`); CI (`.ci/run`) sets
+//! `nvrtc,cuobjdump,python3`, a GPU
 //! session (`bench/gpu-run.sh`) adds `gpu`. `STYLEGAN2_REQUIRE_NVRTC=1`, the
 //! older spelling, still requires `nvrtc`.
 
@@ -21,6 +22,8 @@ pub enum Need {
     Gpu,
     /// A `python3` interpreter (scripts under bench/).
     Python3,
+    /// `cuobjdump` with `nvdisasm` (SASS checks of tests/nvrtc_compile.rs).
+    Cuobjdump,
     /// The absence of a GPU (tests of the errors on a machine without one).
     /// Never required.
     NoGpu,
@@ -33,6 +36,7 @@ impl Need {
             Need::Nvrtc => "nvrtc",
             Need::Gpu => "gpu",
             Need::Python3 => "python3",
+            Need::Cuobjdump => "cuobjdump",
             Need::NoGpu => "no-gpu",
         }
     }
