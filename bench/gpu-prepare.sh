@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (the machine with Rust, no GPU) before a GPU session: builds the
 # kernel-device test binaries and the CLI, strips their debug info, and
-# packs them with the golden files into .gpu/ (ignored by git), small enough
+# packs them into .gpu/ (ignored by git), small enough
 # to travel with the device tool's `carry: [".gpu"]` (64 MiB limit).
 # Then on the GPU machine: `bash bench/gpu-run.sh` (writes to $OUT).
 set -euo pipefail
@@ -19,11 +19,10 @@ for l in sys.stdin:
     if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["kind"]==["test"]:
         print(m["target"]["name"], m["executable"])' >/tmp/gpu-tests.txt
 cargo build --release --bin stylegan2
-rm -rf .gpu/stage && mkdir -p .gpu/stage/bin .gpu/stage/golden
+rm -rf .gpu/stage && mkdir -p .gpu/stage/bin
 while read -r name exe; do cp "$exe" ".gpu/stage/bin/$name"; done </tmp/gpu-tests.txt
 cp target/release/stylegan2 .gpu/stage/bin/stylegan2
 strip .gpu/stage/bin/*
-cp ../shared/golden/* .gpu/stage/golden/
 cp bench/torch_modconv.py bench/compare.py .gpu/stage/
 tar -C .gpu/stage -cJf .gpu/pack.tar.xz .
 rm -rf .gpu/stage

@@ -3,6 +3,8 @@
 //! forward and backward), clear errors for bad flags, and the Python peer's
 //! mirror of the layer shapes.
 
+mod common;
+use common::skip::{skip, Need};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -397,9 +399,12 @@ fn torch_script_mirrors_the_cases() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = root.join("bench/torch_modconv.py");
     let py = |args: &[&str]| Command::new("python3").arg(&script).args(args).output();
-    let Ok(help) = py(&["--help"]) else {
-        eprintln!("python3 not found: skipping the torch script check");
-        return;
+    let help = match py(&["--help"]) {
+        Ok(help) => help,
+        Err(e) => {
+            skip(Need::Python3, &format!("python3 could not be run ({e})"));
+            return;
+        }
     };
     assert!(
         help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--cases"),

@@ -1,5 +1,5 @@
 //! The generator and discriminator against the official implementation
-//! (`shared/golden/sg2_small_a`): ws, images, logits, per-layer traces and the
+//! (`tests/data/golden/sg2_small_a`): ws, images, logits, per-layer traces and the
 //! gradients of the four training losses, on every device: the CPU reference,
 //! the simulator (every op runs its CUDA kernel) and GPU 0 when present. The
 //! model is built on the device and loaded from the golden file there; the

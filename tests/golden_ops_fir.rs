@@ -1,5 +1,5 @@
 //! upfirdn2d, upsample2d, downsample2d and bias_act against the official
-//! implementation (`../shared/golden/sg2_ops_a.safetensors`): outputs, and
+//! implementation (`tests/data/golden/sg2_ops_a.safetensors`): outputs, and
 //! input gradients of `sum(y · dy)`. Each check runs on the CPU, on the
 //! simulator (the kernels of kernels/upfirdn.cu and bias_act.cu with their
 //! launch code) and on GPU 0 when there is one.

@@ -1,5 +1,5 @@
 //! Modulated convolution and minibatch std against the official
-//! implementation (`../shared/golden/sg2_ops_a.safetensors`).
+//! implementation (`tests/data/golden/sg2_ops_a.safetensors`).
 
 mod common;
 use common::{assert_close, golden};

@@ -9,10 +9,10 @@ use stylegan2::model::{
 use stylegan2::nn::{Kind, Module, StateDict};
 use stylegan2::{Device, Error, Tensor};
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden/sg2_small_a");
+mod common;
 
 fn golden_json() -> serde_json::Value {
-    let path = format!("{GOLDEN}.json");
+    let path = format!("{}/sg2_small_a.json", common::golden::dir());
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!("golden file {path} is missing ({e}); it is required by this test")
     });
@@ -20,7 +20,7 @@ fn golden_json() -> serde_json::Value {
 }
 
 fn golden_tensors() -> StateDict {
-    let path = format!("{GOLDEN}.safetensors");
+    let path = format!("{}/sg2_small_a.safetensors", common::golden::dir());
     assert!(
         std::path::Path::new(&path).exists(),
         "golden file {path} is missing; it is required by this test"

@@ -1,6 +1,7 @@
 //! `stylegan2 train` end to end: a two-step run whose snapshot `generate`
-//! and `info` read, and clear errors (non-zero exit, reason on stderr) for
-//! bad flags and data.
+//! and `info` read, with the default metrics (SWD from 16×16 up, none
+//! below) and the plot of its stats, and clear errors (non-zero exit,
+//! reason on stderr) for bad flags and data.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -36,6 +37,9 @@ fn train_then_generate_and_refuse_bad_flags() {
             "--quiet",
             "--outdir",
             "runs",
+            // The default --metrics (auto: swd at 16×16), on few images.
+            "--metrics-num",
+            "16",
         ],
         &dir,
     );
@@ -61,6 +65,36 @@ fn train_then_generate_and_refuse_bad_flags() {
         options.contains("\"mapping_lr_multiplier\": 0.01,"),
         "{options}"
     );
+    let stats = std::fs::read_to_string(run_dir.join("stats.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(stats.lines().last().unwrap()).unwrap();
+    assert!(line["SWDx1e3_16"].as_f64().unwrap() > 0.0, "{line}");
+    let plot = image::open(run_dir.join(stylegan2::train::plot::FILE)).unwrap();
+    assert_eq!((plot.width(), plot.height()), stylegan2::train::plot::SIZE);
+    // Below 16×16 the default measures nothing (and does not refuse).
+    let o = run(
+        &[
+            "train",
+            "--resolution",
+            "8",
+            "--batch",
+            "4",
+            "--kimg",
+            "0.004",
+            "--grid",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--outdir",
+            "runs8",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run8 = dir.join("runs8").join("00000-synthetic-tiny-8-batch4");
+    let stats = std::fs::read_to_string(run8.join("stats.jsonl")).unwrap();
+    assert!(!stats.contains("SWD"), "{stats}");
+    assert!(run8.join(stylegan2::train::plot::FILE).exists());
     let snap = snap.to_str().unwrap();
     let o = run(
         &[
@@ -102,6 +136,10 @@ fn train_then_generate_and_refuse_bad_flags() {
         "group size 4",
     );
     fails(&["train", "--grid", "0"], "--grid");
+    fails(
+        &["train", "--metrics", "auto,swd", "--device", "cpu"],
+        "--metrics auto",
+    );
     fails(
         &["train", "--modconv", "fast", "--device", "cpu"],
         "unknown path 'fast'",

@@ -46,8 +46,21 @@ impl Shape {
     }
 }
 
-fn color(rng: &mut impl Rng) -> [f32; 3] {
-    [rng.random(), rng.random(), rng.random()]
+/// A saturated bright colour: a random hue at full value, saturation in
+/// [0.6, 1] (HSV to RGB).
+fn bright(rng: &mut impl Rng) -> [f32; 3] {
+    let h: f32 = rng.random_range(0.0..6.0);
+    let s: f32 = rng.random_range(0.6..1.0);
+    let f = h - h.floor();
+    let (p, q, t) = (1.0 - s, 1.0 - s * f, 1.0 - s * (1.0 - f));
+    match h as u32 {
+        0 => [1.0, t, p],
+        1 => [q, 1.0, p],
+        2 => [p, 1.0, t],
+        3 => [p, q, 1.0],
+        4 => [t, p, 1.0],
+        _ => [1.0, p, q],
+    }
 }
 
 impl Synthetic {
@@ -92,45 +105,49 @@ impl Synthetic {
                 .wrapping_mul(0x2545_F491_4F6C_DD1D)
                 .wrapping_add(index as u64),
         );
-        let (c0, c1) = (color(&mut rng), color(&mut rng));
-        let angle: f32 = rng.random_range(0.0..std::f32::consts::TAU);
-        let (dx, dy) = (angle.cos(), angle.sin());
-        let n_shapes = rng.random_range(1..=3);
-        let shapes: Vec<(Shape, [f32; 3])> = (0..n_shapes)
-            .map(|_| {
-                // Drawn even when the class decides, so the other draws (and
-                // the unlabeled images) stay the same.
-                let kind: usize = rng.random_range(0..3);
-                let kind = if self.labeled {
-                    self.class(index)
-                } else {
-                    kind
-                };
-                let shape = match kind {
-                    0 => Shape::Disc {
-                        cx: rng.random_range(0.2..0.8),
-                        cy: rng.random_range(0.2..0.8),
-                        r: rng.random_range(0.1..0.3),
-                    },
-                    1 => {
-                        let (x0, y0) = (rng.random_range(0.05..0.6), rng.random_range(0.05..0.6));
-                        Shape::Rect {
-                            x0,
-                            y0,
-                            x1: x0 + rng.random_range(0.15..0.4),
-                            y1: y0 + rng.random_range(0.15..0.4),
-                        }
-                    }
-                    _ => Shape::Ring {
-                        cx: rng.random_range(0.25..0.75),
-                        cy: rng.random_range(0.25..0.75),
-                        r: rng.random_range(0.12..0.3),
-                        w: rng.random_range(0.03..0.08),
-                    },
-                };
-                (shape, color(&mut rng))
-            })
-            .collect();
+        // A dark flat background and one large bright shape: the contrast
+        // and the few degrees of freedom (kind, place, size, two colours)
+        // let a tiny network draw recognisable shapes within minutes.
+        let background = [
+            rng.random_range(0.0..0.35),
+            rng.random_range(0.0..0.35),
+            rng.random_range(0.0..0.35),
+        ];
+        // Drawn even when the class decides, so the other draws (and the
+        // unlabeled images) stay the same.
+        let kind: usize = rng.random_range(0..3);
+        let kind = if self.labeled {
+            self.class(index)
+        } else {
+            kind
+        };
+        let shape = match kind {
+            0 => Shape::Disc {
+                cx: rng.random_range(0.35..0.65),
+                cy: rng.random_range(0.35..0.65),
+                r: rng.random_range(0.18..0.32),
+            },
+            1 => {
+                let (w, h) = (rng.random_range(0.3..0.6), rng.random_range(0.3..0.6));
+                let (x0, y0) = (
+                    rng.random_range(0.1..0.9 - w),
+                    rng.random_range(0.1..0.9 - h),
+                );
+                Shape::Rect {
+                    x0,
+                    y0,
+                    x1: x0 + w,
+                    y1: y0 + h,
+                }
+            }
+            _ => Shape::Ring {
+                cx: rng.random_range(0.38..0.62),
+                cy: rng.random_range(0.38..0.62),
+                r: rng.random_range(0.2..0.3),
+                w: rng.random_range(0.06..0.1),
+            },
+        };
+        let shapes = [(shape, bright(&mut rng))];
         let r = self.resolution;
         let mut out = vec![0f32; 3 * r * r];
         // 2×2 samples per pixel, at quarter offsets.
@@ -141,14 +158,7 @@ impl Synthetic {
                 for sy in SUB {
                     for sx in SUB {
                         let (u, v) = ((x as f32 + sx) / r as f32, (y as f32 + sy) / r as f32);
-                        // Gradient parameter in [0, 1] along (dx, dy) through the centre.
-                        let t = (((u - 0.5) * dx + (v - 0.5) * dy) / std::f32::consts::SQRT_2
-                            + 0.5)
-                            .clamp(0.0, 1.0);
-                        let mut px = [0f32; 3];
-                        for ch in 0..3 {
-                            px[ch] = c0[ch] + (c1[ch] - c0[ch]) * t;
-                        }
+                        let mut px = background;
                         for (shape, col) in &shapes {
                             if shape.contains(u, v) {
                                 px = *col;

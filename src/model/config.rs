@@ -266,14 +266,17 @@ impl ModelConfig {
     /// A small, fast configuration for CPU demos and tests; at 32×32 it is
     /// exactly the golden `sg2_small_a` model (z = w = 64, 2 mapping layers,
     /// channel_base 1024, channel_max 64, no clamp, mbstd group 4).
+    /// Training: batch 16 and R1 γ = 1, chosen on the synthetic demo (at
+    /// batch 8 and γ = 0.05 D won within a few kimg, D loss 0.4, and G
+    /// collapsed to a few blobs; these keep D in check; README, Training).
     pub fn tiny(resolution: usize, img_channels: usize, c_dim: usize) -> Result<ModelConfig> {
         let spec = Spec {
             kimg: 1000,
-            mb: 8,
+            mb: 16,
             mbstd: 4,
             fmaps: 1024.0 / 32768.0,
             lrate: 0.0025,
-            gamma: 0.05,
+            gamma: 1.0,
             ema: 2.5,
             ramp: Some(0.05),
             map: 2,

@@ -13,6 +13,7 @@ pub mod adam;
 pub mod checkpoint;
 pub mod ema;
 pub mod loss;
+pub mod plot;
 
 pub use adam::{Adam, AdamConfig};
 pub use checkpoint::{TrainState, STATE_KEY};
@@ -69,8 +70,10 @@ pub struct TrainOptions {
     pub resume: Option<PathBuf>,
     /// Draw a progress bar and print status lines.
     pub progress: bool,
-    /// Metrics computed with G_ema at each snapshot (default none).
-    pub metrics: Vec<crate::metrics::Metric>,
+    /// Metrics computed with G_ema at each snapshot; `None`: `swd` when the
+    /// images are at least `swd::MIN_RESOLUTION` pixels wide, else none
+    /// (the CLI's default). `TrainOptions::default()` has none.
+    pub metrics: Option<Vec<crate::metrics::Metric>>,
     /// Images per set for the metrics [default: `metrics::default_train_num`].
     pub metrics_num: Option<usize>,
     /// Conditional training (official `--cond`): the networks take the
@@ -93,7 +96,7 @@ impl Default for TrainOptions {
             data: "synthetic".into(),
             mirror: false,
             batch: None,
-            kimg: 4.0,
+            kimg: 10.0,
             glr: None,
             dlr: None,
             gamma: None,
@@ -106,7 +109,7 @@ impl Default for TrainOptions {
             run_dir: None,
             resume: None,
             progress: false,
-            metrics: Vec::new(),
+            metrics: Some(Vec::new()),
             metrics_num: None,
             cond: false,
             modconv: ModConvPath::Auto,
@@ -192,6 +195,8 @@ pub struct Trainer {
     /// The snapshot grid: columns, the dataset image of each cell (reals)
     /// and, when conditional, each cell's label (one class per row).
     pub grid_plan: GridPlan,
+    /// The metrics of each snapshot (`opts.metrics` resolved).
+    pub metrics: Vec<crate::metrics::Metric>,
 }
 
 /// The layout of the reals and fakes grids.
@@ -360,7 +365,12 @@ impl Trainer {
             },
         )?;
         let (res, channels) = (dataset.resolution(), dataset.channels());
-        if opts.metrics.contains(&crate::metrics::Metric::Swd) && res < swd::MIN_RESOLUTION {
+        let metrics = match &opts.metrics {
+            Some(m) => m.clone(),
+            None if res >= swd::MIN_RESOLUTION => vec![crate::metrics::Metric::Swd],
+            None => Vec::new(),
+        };
+        if metrics.contains(&crate::metrics::Metric::Swd) && res < swd::MIN_RESOLUTION {
             return invalid(
                 "train",
                 format!(
@@ -493,6 +503,7 @@ impl Trainer {
             stats: Stats::default(),
             cond,
             grid_plan,
+            metrics,
         };
         if let Some((path, l)) = &resumed {
             trainer.restore(path, l)?;
@@ -738,7 +749,8 @@ impl Trainer {
 
     /// Trains until `kimg` thousand images have been shown, writing the
     /// reals and initial fakes, periodic snapshots and a final one, and a
-    /// line of statistics per snapshot to `stats.jsonl`.
+    /// line of statistics per snapshot to `stats.jsonl` and its plot to
+    /// `stats.png` ([`plot`]).
     pub fn run(&mut self) -> Result<TrainSummary> {
         let total = (self.opts.kimg * 1000.0).ceil() as u64;
         let snap = (self.opts.snap_kimg * 1000.0).round() as u64;
@@ -838,6 +850,7 @@ impl Trainer {
                 last_stats = self.stats.means();
                 let metrics = self.metrics(&mut swd)?;
                 self.append_stats(sec_per_kimg, &metrics)?;
+                plot::write(&self.run_dir)?;
                 say(
                     &bar,
                     format!(
@@ -907,7 +920,7 @@ impl Trainer {
     fn metrics(&self, swd: &mut Option<crate::metrics::Swd>) -> Result<Vec<(String, f64)>> {
         use crate::metrics::{Metric, Swd};
         let mut out = Vec::new();
-        for m in &self.opts.metrics {
+        for m in &self.metrics {
             match m {
                 Metric::Swd => {
                     if swd.is_none() {
@@ -973,7 +986,7 @@ impl Trainer {
             "G_reg_interval": G_REG_INTERVAL,
             "D_reg_interval": D_REG_INTERVAL,
             "snap_kimg": o.snap_kimg,
-            "metrics": o.metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            "metrics": self.metrics.iter().map(|m| m.name()).collect::<Vec<_>>(),
             "seed": o.seed,
             "device": o.device.to_string(),
             "modconv": format!("{:?}", o.modconv.resolve(o.device)).to_lowercase(),

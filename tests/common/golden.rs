@@ -1,14 +1,15 @@
 //! Reads the golden outputs of the official implementation
-//! (`../shared/golden/<name>.safetensors`, all F32). A missing or malformed
+//! (`tests/data/golden/<name>.safetensors`, all F32, committed with the
+//! crate; the README there says what each key is). A missing or malformed
 //! file fails the test with a message saying where it was looked for.
-//! `STYLEGAN2_GOLDEN_DIR` points elsewhere (a GPU machine that receives only
-//! the checkout, with the golden files copied into it).
+//! `STYLEGAN2_GOLDEN_DIR` points elsewhere (a GPU machine that runs test
+//! binaries built on another machine, where `CARGO_MANIFEST_DIR` differs).
 
 use std::collections::HashMap;
 use stylegan2::{Device, Tensor};
 
-/// The directory of the golden files: `shared/golden` beside the repository root.
-pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden");
+/// The directory of the golden files in the repository.
+pub const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden");
 
 /// `$STYLEGAN2_GOLDEN_DIR` when set, else `DIR`.
 pub fn dir() -> String {
@@ -33,8 +34,8 @@ pub fn load(name: &str) -> Golden {
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "golden file {path} could not be read ({e}); the golden data of the official \
-             implementation must sit in shared/golden beside the repository root \
-             (or in $STYLEGAN2_GOLDEN_DIR)"
+             implementation is committed under tests/data/golden \
+             ($STYLEGAN2_GOLDEN_DIR overrides the directory)"
         )
     });
     let st = safetensors::SafeTensors::deserialize(&bytes)

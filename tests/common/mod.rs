@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod golden;
+pub mod skip;
 
 use stylegan2::{grad, Device, Result, Tensor};
 
@@ -224,14 +225,16 @@ pub fn gradcheck(
 }
 
 /// The devices whose kernels are checked against the CPU reference: the
-/// simulator always, GPU 0 when `Device::cuda(0)` succeeds (the reason it
-/// does not is printed once).
+/// simulator always, GPU 0 when `Device::cuda(0)` succeeds (else the GPU part
+/// is skipped with the reason, see `skip`).
 pub fn kernel_devices() -> Vec<Device> {
-    static NOTE: std::sync::Once = std::sync::Once::new();
     let mut d = vec![Device::Sim];
     match Device::cuda(0) {
         Ok(gpu) => d.push(gpu),
-        Err(e) => NOTE.call_once(|| eprintln!("note: GPU checks skipped: {e}")),
+        Err(e) => skip::skip_in_binary(
+            skip::Need::Gpu,
+            &format!("kernels checked on the simulator only, not on a GPU ({e})"),
+        ),
     }
     d
 }
