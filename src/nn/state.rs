@@ -224,10 +224,11 @@ impl StateDict {
                     .map_err(|e| Error::Internal(format!("safetensors view of {n}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
+        let mut bytes = safetensors::serialize(views, metadata)
+            .map_err(|e| Error::Internal(format!("{}: safetensors: {e}", path.display())))?;
+        sort_header(&mut bytes);
         // Through the checked writer: a failed write leaves no partial file.
-        crate::fsio::write_via_path(path, |tmp| {
-            safetensors::serialize_to_file(views, metadata, tmp)
-        })
+        crate::fsio::write(path, &bytes)
     }
 
     /// Reads a safetensors file (F32, F16, BF16 or F64 tensors, converted to
@@ -287,5 +288,44 @@ impl StateDict {
             sd.insert(name, t);
         }
         Ok((sd, metadata))
+    }
+}
+
+/// Rewrites a serialized safetensors header with its JSON keys sorted, so the
+/// same tensors and metadata give the same bytes: safetensors writes the
+/// metadata map in `HashMap` order, which changes from run to run. The
+/// sorted header has the same length (same keys and values, compact JSON);
+/// should it not, the bytes are left as they are (still a valid file).
+fn sort_header(bytes: &mut [u8]) {
+    use std::collections::BTreeMap;
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let m: BTreeMap<String, serde_json::Value> =
+                    m.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::to_value(m).unwrap_or(serde_json::Value::Null)
+            }
+            other => other,
+        }
+    }
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
+    else {
+        return;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return;
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return;
+    };
+    // BTreeMap serializes in key order whatever serde_json's map type is.
+    let Ok(text) = serde_json::to_vec(&sorted(value)) else {
+        return;
+    };
+    let trimmed = header.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    if text.len() == trimmed {
+        bytes[8..8 + trimmed].copy_from_slice(&text);
     }
 }
