@@ -271,3 +271,19 @@ fn convert_writes_a_network_file_that_loads_the_same() {
         assert_eq!(sd.get(name).unwrap().to_vec(), t.data, "{name}");
     }
 }
+
+#[test]
+fn numpy_latents_are_generate_py_latents() {
+    use stylegan2::model::cli::Latents;
+    let o = oracle("sg2_uncond");
+    let (shape, z) = &o["z"];
+    for (i, seed) in (0..shape[0] as u64).enumerate() {
+        let got = Latents::Numpy.latent(seed, shape[1], Device::Cpu).unwrap();
+        // Exact: both are numpy's float64 values rounded to float32.
+        assert_eq!(
+            got.to_vec(),
+            z[i * shape[1]..(i + 1) * shape[1]],
+            "seed {seed}"
+        );
+    }
+}

@@ -86,8 +86,16 @@ enum Command {
         outdir: PathBuf,
         /// Continue from a network snapshot (optimizer state and counters
         /// included); --kimg is the total, counting the images already shown.
+        /// An NVIDIA network pickle (.pkl) starts a transfer run: its
+        /// networks, fresh optimizer state, kimg 0, training defaults from
+        /// --cfg [default: auto].
         #[arg(long)]
         resume: Option<PathBuf>,
+        /// Freeze-D: do not train the first N layers of D (official
+        /// --freezed; layers count fromrgb, conv0, conv1, skip per block from
+        /// the highest resolution) [default: 0, or the snapshot's].
+        #[arg(long)]
+        freezed: Option<usize>,
         /// No progress bar or status lines.
         #[arg(long)]
         quiet: bool,
@@ -202,6 +210,11 @@ enum Command {
         /// Class of a conditional generator.
         #[arg(long)]
         class: Option<usize>,
+        /// Latent of a seed: crate (the crate's generator) or numpy (the
+        /// official generate.py's RandomState(seed).randn, which gives its
+        /// images of an official network with --noise-mode const).
+        #[arg(long, default_value = "crate")]
+        latents: String,
         #[arg(long, default_value = "auto")]
         device: String,
         #[arg(long)]
@@ -232,6 +245,15 @@ enum Command {
     },
     /// Print a network file's configuration and parameter counts.
     Info { file: PathBuf },
+    /// Convert an NVIDIA network pickle (stylegan2-ada-pytorch .pkl, or an
+    /// original TF StyleGAN2 .pkl as the official legacy.py reads it) to
+    /// the crate's safetensors network file (G, D, G_ema).
+    Convert {
+        /// The .pkl to read (never executed: read as data).
+        input: PathBuf,
+        /// The .safetensors to write.
+        output: PathBuf,
+    },
     /// Score a network's G_ema against a dataset with the sliced
     /// Wasserstein distance (×10³ per pyramid level and the mean, as the
     /// official SWD; lower is better).
@@ -338,6 +360,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             device,
             outdir,
             resume,
+            freezed,
             quiet,
             metrics,
             metrics_num,
@@ -367,6 +390,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 outdir,
                 run_dir: None,
                 resume,
+                freezed,
                 progress: !quiet,
                 metrics,
                 metrics_num,
@@ -446,9 +470,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             trunc_cutoff,
             noise_mode,
             class,
+            latents,
             device,
             out,
         } => {
+            let latents = mcli::Latents::parse(&latents)?;
             let device = Device::parse(&device)?;
             let opts = GenerateOptions {
                 seeds: mcli::parse_seeds(&seeds)?,
@@ -462,7 +488,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 grid: true,
             };
             let (_, g) = load_generator(&weights, device)?;
-            for path in mcli::generate(&g, &opts)? {
+            for path in mcli::generate_with(&g, &opts, latents)? {
                 println!("wrote {}", path.display());
             }
             Ok(())
@@ -516,6 +542,30 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             &device,
             out.as_deref(),
         ),
+        Command::Convert { input, output } => {
+            let pkl = stylegan2::pickle::convert(&input, &output)?;
+            for n in &pkl.notes {
+                eprintln!("stylegan2: note: {n}");
+            }
+            let g = &pkl.config.generator;
+            println!(
+                "wrote {} ({:?} pickle: G, D, G_ema at {}×{}, {} channels{}{})",
+                output.display(),
+                pkl.kind,
+                g.img_resolution,
+                g.img_resolution,
+                g.img_channels,
+                if g.c_dim > 0 {
+                    format!(", {} label dimensions", g.c_dim)
+                } else {
+                    String::new()
+                },
+                pkl.augment_p
+                    .map(|p| format!(", augment_pipe.p {p}"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
         Command::Info { file } => {
             print!("{}", mcli::info(&file)?);
             Ok(())

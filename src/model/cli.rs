@@ -20,6 +20,46 @@ pub fn latent(seed: u64, z_dim: usize, device: Device) -> Tensor {
     Tensor::randn(vec![1, z_dim], &mut crate::rng(seed), device)
 }
 
+/// Where the latent of a seed comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Latents {
+    /// [`latent`]: the crate's generator, the same on every device.
+    #[default]
+    Crate,
+    /// numpy's `RandomState(seed).randn(1, z_dim)`, as the official
+    /// `generate.py` draws it, so a seed gives the official image of a
+    /// network (with noise const or none).
+    Numpy,
+}
+
+impl Latents {
+    pub fn parse(s: &str) -> Result<Latents> {
+        match s {
+            "crate" => Ok(Latents::Crate),
+            "numpy" | "official" => Ok(Latents::Numpy),
+            other => invalid(
+                "latents",
+                format!("'{other}': expected crate or numpy (the official generate.py's)"),
+            ),
+        }
+    }
+
+    /// The latent `[1, z_dim]` of `seed`.
+    pub fn latent(self, seed: u64, z_dim: usize, device: Device) -> Result<Tensor> {
+        match self {
+            Latents::Crate => Ok(latent(seed, z_dim, device)),
+            Latents::Numpy => {
+                let z = super::numpy_rng::RandomState::new(seed)?.randn(z_dim);
+                Tensor::from_vec(
+                    z.iter().map(|&v| v as f32).collect(),
+                    vec![1, z_dim],
+                    device,
+                )
+            }
+        }
+    }
+}
+
 /// The one-hot label `[1, c_dim]` of `class` for a conditional generator;
 /// `None` for an unconditional one (where a class is an error, as is a
 /// missing class for a conditional one).
@@ -172,10 +212,27 @@ pub fn generate_seed(
     noise_mode: NoiseMode,
     class: Option<usize>,
 ) -> Result<Tensor> {
+    generate_seed_with(g, seed, Latents::Crate, trunc, noise_mode, class)
+}
+
+/// [`generate_seed`] with the latent from `latents` (random noise still
+/// follows the crate's generator seeded by `seed`).
+pub fn generate_seed_with(
+    g: &Generator,
+    seed: u64,
+    latents: Latents,
+    trunc: Truncation,
+    noise_mode: NoiseMode,
+    class: Option<usize>,
+) -> Result<Tensor> {
     let device = g.synthesis.blocks[0].conv1.weight.device();
     let _guard = crate::no_grad();
     let mut rng = crate::rng(seed);
-    let z = Tensor::randn(vec![1, g.config.z_dim], &mut rng, device);
+    let crate_z = Tensor::randn(vec![1, g.config.z_dim], &mut rng, device);
+    let z = match latents {
+        Latents::Crate => crate_z,
+        Latents::Numpy => latents.latent(seed, g.config.z_dim, device)?,
+    };
     let c = class_label(g, class, device)?;
     g.forward(
         &z,
@@ -189,13 +246,29 @@ pub fn generate_seed(
 /// Writes `seed{NNNN}.png` per seed into `outdir` (and `grid.png`);
 /// returns the paths written.
 pub fn generate(g: &Generator, opts: &GenerateOptions) -> Result<Vec<PathBuf>> {
+    generate_with(g, opts, Latents::Crate)
+}
+
+/// [`generate`] with the latents from `latents`.
+pub fn generate_with(
+    g: &Generator,
+    opts: &GenerateOptions,
+    latents: Latents,
+) -> Result<Vec<PathBuf>> {
     if opts.seeds.is_empty() {
         return invalid("generate", "no seeds");
     }
     let mut written = Vec::new();
     let mut all = Vec::new();
     for &seed in &opts.seeds {
-        let img = generate_seed(g, seed, opts.truncation, opts.noise_mode, opts.class)?;
+        let img = generate_seed_with(
+            g,
+            seed,
+            latents,
+            opts.truncation,
+            opts.noise_mode,
+            opts.class,
+        )?;
         let im = to_images(&img)?.remove(0);
         let path = opts.outdir.join(format!("seed{seed:04}.png"));
         save_png(&im, &path)?;

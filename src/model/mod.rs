@@ -7,6 +7,7 @@ pub mod discriminator;
 pub mod generator;
 pub mod io;
 pub mod mapping;
+pub mod numpy_rng;
 pub mod synthesis;
 
 pub use config::{
