@@ -287,3 +287,26 @@ fn numpy_latents_are_generate_py_latents() {
         );
     }
 }
+
+#[test]
+fn damaged_pickles_fail_without_panicking() {
+    // Every prefix and many single-byte corruptions of a small pickle:
+    // the reader returns an error (or, for harmless bytes, a value), never
+    // panics or runs away.
+    let bytes = std::fs::read(data("tensors.pkl")).unwrap();
+    for cut in 0..bytes.len() {
+        assert!(
+            pickle::read_tensor_dict(&bytes[..cut], "cut").is_err(),
+            "{cut}"
+        );
+    }
+    let mut x = 0x2545_f491_u64;
+    for _ in 0..3000 {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let mut b = bytes.clone();
+        let at = (x >> 33) as usize % b.len();
+        b[at] = (x >> 13) as u8;
+        let _ = pickle::read_tensor_dict(&b, "flipped");
+        let _ = pickle::read_bytes(&b, "flipped");
+    }
+}

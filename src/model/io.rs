@@ -32,14 +32,17 @@ pub fn save_networks(
     sd.save_safetensors(path, Some(meta))
 }
 
-/// Whether `path` holds a pickle (by its first bytes; a `.pkl` name when
-/// it cannot be read).
+/// Whether `path` holds a pickle: by its first bytes (protocol 2 and
+/// later), or by a `.pkl` name when they do not say (protocols 0 and 1,
+/// an unreadable file).
 pub fn is_pickle_file(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 9];
+    let pkl_name = path.extension().is_some_and(|e| e == "pkl");
     match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
-        Ok(n) => crate::pickle::looks_like_pickle(&head[..n]),
-        Err(_) => path.extension().is_some_and(|e| e == "pkl"),
+        // Protocols 0 and 1 have no marker: a .pkl that is not safetensors.
+        Ok(n) => crate::pickle::looks_like_pickle(&head[..n]) || pkl_name && head[8] != b'{',
+        Err(_) => pkl_name,
     }
 }
 

@@ -57,7 +57,7 @@ pub struct Pickle {
 }
 
 /// Limits that keep a hostile file from exhausting memory.
-const MAX_NODES: usize = 50_000_000;
+const MAX_NODES: usize = 10_000_000;
 
 fn err(what: &str, pos: usize, msg: impl std::fmt::Display) -> Error {
     Error::Io(format!("{what}: malformed pickle at byte {pos}: {msg}"))
