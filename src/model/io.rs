@@ -60,8 +60,8 @@ pub fn read_networks(
         for n in &pkl.notes {
             eprintln!("stylegan2: note: {n}");
         }
-        let sd = pkl.state_dict(device)?;
-        return Ok((Some(pkl.config), sd));
+        let (config, sd) = pkl.into_parts(device)?;
+        return Ok((Some(config), sd));
     }
     let (sd, meta) = StateDict::load_safetensors(path, device)?;
     let config = meta

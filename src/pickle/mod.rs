@@ -68,6 +68,16 @@ impl NetworkPickle {
         }
         Ok(sd)
     }
+
+    /// The configuration and the tensors as a state dict on `device`,
+    /// moving the data (a 1024² pickle holds ~90M values).
+    pub fn into_parts(self, device: Device) -> Result<(ModelConfig, StateDict)> {
+        let mut sd = StateDict::new();
+        for (name, t) in self.tensors {
+            sd.insert(name, Tensor::from_vec(t.data, t.shape, device)?);
+        }
+        Ok((self.config, sd))
+    }
 }
 
 /// Whether `head` (the first bytes of a file) starts a pickle of protocol

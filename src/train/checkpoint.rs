@@ -82,9 +82,10 @@ pub fn load(path: &Path, device: crate::Device) -> Result<Loaded> {
         for n in &pkl.notes {
             eprintln!("stylegan2: note: {n}");
         }
+        let (config, tensors) = pkl.into_parts(device)?;
         return Ok(Loaded {
-            tensors: pkl.state_dict(device)?,
-            config: pkl.config,
+            config,
+            tensors,
             state: None,
         });
     }
