@@ -94,33 +94,58 @@ fn generate_with_numpy_latents_writes_the_official_images() {
         ],
         &dir,
     );
-    let o = std::fs::read(data("sg2_uncond.oracle.safetensors")).unwrap();
-    let o = safetensors::SafeTensors::deserialize(&o).unwrap();
-    let want: Vec<f32> = o
-        .tensor("img_psi0.7")
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    let (c, h, w) = (3, 16, 16);
+    let want = st_tensor(&data("sg2_uncond.oracle.safetensors"), "img_psi0.7");
     for seed in 0..4 {
         let img = image::open(dir.join(format!("imgs/seed{seed:04}.png")))
             .unwrap()
             .to_rgb8();
-        for y in 0..h {
-            for x in 0..w {
-                for ch in 0..c {
-                    let v = want[((seed * c + ch) * h + y) * w + x];
-                    // generate.py: (x·127.5 + 128).clamp(0, 255) to uint8; a
-                    // value within float noise of a step may land one off.
-                    let q = (v * 127.5 + 128.0).clamp(0.0, 255.0) as i32;
-                    let got = img.get_pixel(x as u32, y as u32)[ch] as i32;
-                    assert!(
-                        (got - q).abs() <= 1,
-                        "seed {seed} ({x},{y},{ch}): {got} vs {q}"
-                    );
-                }
+        assert_official(&img, (0, 0), &want, seed);
+    }
+    // style_mixing.py's latents too: the header images of the figure.
+    ok(
+        &[
+            "style-mix",
+            "--weights",
+            pkl.to_str().unwrap(),
+            "--rows",
+            "0",
+            "--cols",
+            "1-2",
+            "--styles",
+            "0-1",
+            "--trunc",
+            "0.7",
+            "--latents",
+            "numpy",
+            "--device",
+            "cpu",
+            "--out",
+            "mix.png",
+        ],
+        &dir,
+    );
+    let mix = image::open(dir.join("mix.png")).unwrap().to_rgb8();
+    assert_eq!(mix.dimensions(), (48, 32));
+    assert_official(&mix, (16, 0), &want, 1);
+    assert_official(&mix, (32, 0), &want, 2);
+    assert_official(&mix, (0, 16), &want, 0);
+}
+
+/// The 16×16 cell at `at` of `img` is the official 8-bit image of `seed`
+/// (generate.py: `(x·127.5 + 128).clamp(0, 255)` to uint8; a value within
+/// float noise of a step may land one off).
+fn assert_official(img: &image::RgbImage, at: (u32, u32), want: &[f32], seed: usize) {
+    let (c, h, w) = (3, 16, 16);
+    for y in 0..h {
+        for x in 0..w {
+            for ch in 0..c {
+                let v = want[((seed * c + ch) * h + y) * w + x];
+                let q = (v * 127.5 + 128.0).clamp(0.0, 255.0) as i32;
+                let got = img.get_pixel(at.0 + x as u32, at.1 + y as u32)[ch] as i32;
+                assert!(
+                    (got - q).abs() <= 1,
+                    "seed {seed} ({x},{y},{ch}): {got} vs {q}"
+                );
             }
         }
     }

@@ -238,6 +238,9 @@ enum Command {
         noise_mode: String,
         #[arg(long)]
         class: Option<usize>,
+        /// Latent of a seed: crate or numpy (the official style_mixing.py's).
+        #[arg(long, default_value = "crate")]
+        latents: String,
         #[arg(long, default_value = "auto")]
         device: String,
         #[arg(long)]
@@ -501,16 +504,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             trunc,
             noise_mode,
             class,
+            latents,
             device,
             out,
         } => {
+            let latents = mcli::Latents::parse(&latents)?;
             let device = Device::parse(&device)?;
             let styles: Vec<usize> = mcli::parse_seeds(&styles)?
                 .into_iter()
                 .map(|s| s as usize)
                 .collect();
             let (_, g) = load_generator(&weights, device)?;
-            let fig = mcli::style_mix(
+            let fig = mcli::style_mix_with(
                 &g,
                 &mcli::parse_seeds(&rows)?,
                 &mcli::parse_seeds(&cols)?,
@@ -518,6 +523,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Truncation::psi(trunc),
                 NoiseMode::parse(&noise_mode)?,
                 class,
+                latents,
             )?;
             mcli::save_png(&fig, &out)?;
             println!("wrote {}", out.display());

@@ -296,6 +296,31 @@ pub fn style_mix(
     noise_mode: NoiseMode,
     class: Option<usize>,
 ) -> Result<DynamicImage> {
+    style_mix_with(
+        g,
+        row_seeds,
+        col_seeds,
+        col_styles,
+        trunc,
+        noise_mode,
+        class,
+        Latents::Crate,
+    )
+}
+
+/// [`style_mix`] with the latents from `latents` (`Numpy`: those of the
+/// official `style_mixing.py`).
+#[allow(clippy::too_many_arguments)]
+pub fn style_mix_with(
+    g: &Generator,
+    row_seeds: &[u64],
+    col_seeds: &[u64],
+    col_styles: &[usize],
+    trunc: Truncation,
+    noise_mode: NoiseMode,
+    class: Option<usize>,
+    latents: Latents,
+) -> Result<DynamicImage> {
     if row_seeds.is_empty() || col_seeds.is_empty() {
         return invalid(
             "style_mix",
@@ -316,7 +341,7 @@ pub fn style_mix(
     let _guard = crate::no_grad();
     let c = class_label(g, class, device)?;
     let ws_of = |seed: u64| -> Result<Tensor> {
-        let z = latent(seed, g.config.z_dim, device);
+        let z = latents.latent(seed, g.config.z_dim, device)?;
         g.mapping(&z, c.as_ref(), trunc, false, &mut Ctx::new())
     };
     // Noise: one generator for the whole figure (const/none need none).
