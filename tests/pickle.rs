@@ -40,8 +40,13 @@ fn max_abs(v: &[f32]) -> f64 {
 /// `G_ema(z, c)` for ψ 1 and 0.7 with const noise, and `D(img, c)`, against
 /// the official ones: within 1e-5·max|ref| (float32 evaluation order only).
 fn check_images(name: &str, device: Device, psis: &[(f32, &str)]) {
+    check_images_of(name, name, device, psis)
+}
+
+/// [`check_images`] of `{pkl}.pkl` against the oracle of `name`.
+fn check_images_of(pkl: &str, name: &str, device: Device, psis: &[(f32, &str)]) {
     let o = oracle(name);
-    let path = data(&format!("{name}.pkl"));
+    let path = data(&format!("{pkl}.pkl"));
     let (_, g) = load_generator(&path, device).unwrap();
     let (zs, z) = &o["z"];
     let z = Tensor::from_vec(z.clone(), zs.clone(), device).unwrap();
@@ -145,6 +150,9 @@ fn pickles_give_the_official_images_on_cpu() {
     ] {
         check_images(name, Device::Cpu, BOTH);
     }
+    // What legacy.py writes from the TF pickle (with D's unused
+    // label-mapping settings).
+    check_images_of("tf_converted", "tf_legacy", Device::Cpu, BOTH);
 }
 
 #[test]

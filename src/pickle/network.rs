@@ -220,11 +220,15 @@ pub fn generator_config(kw: &Kw, path: &str, notes: &mut Vec<String>) -> Result<
     let m = k.sub("mapping_kwargs")?;
     let mapping_layers = m.usize("num_layers", Some(8))?;
     let same = [Kw::None, Kw::Int(w_dim as i64)];
-    m.only(
-        "embed_features",
-        &same,
-        "the label embedding has w_dim features",
-    )?;
+    if c_dim > 0 {
+        m.only(
+            "embed_features",
+            &same,
+            "the label embedding has w_dim features",
+        )?;
+    } else {
+        m.ignore(&["embed_features"]);
+    }
     m.only(
         "layer_features",
         &same,
@@ -324,24 +328,35 @@ pub fn discriminator_config(
     b.no_unknown()?;
     let m = k.sub("mapping_kwargs")?;
     let mapping_layers = m.usize("num_layers", Some(8))?;
-    let cmap = cmap_dim.unwrap_or(channels_at(channel_base, channel_max, 4));
-    let same = [Kw::None, Kw::Int(cmap as i64)];
-    m.only(
-        "embed_features",
-        &same,
-        "the label embedding has cmap_dim features",
-    )?;
-    m.only(
-        "layer_features",
-        &same,
-        "the mapping layers have cmap_dim features",
-    )?;
-    m.only("activation", &[Kw::Str("lrelu".into())], LRELU)?;
-    m.only(
-        "lr_multiplier",
-        &[Kw::Float(0.01)],
-        "the crate's label mapping of D uses lr_multiplier 0.01",
-    )?;
+    if c_dim > 0 {
+        let cmap = cmap_dim.unwrap_or(channels_at(channel_base, channel_max, 4));
+        let same = [Kw::None, Kw::Int(cmap as i64)];
+        m.only(
+            "embed_features",
+            &same,
+            "the label embedding has cmap_dim features",
+        )?;
+        m.only(
+            "layer_features",
+            &same,
+            "the mapping layers have cmap_dim features",
+        )?;
+        m.only("activation", &[Kw::Str("lrelu".into())], LRELU)?;
+        m.only(
+            "lr_multiplier",
+            &[Kw::Float(0.01)],
+            "the crate's label mapping of D uses lr_multiplier 0.01",
+        )?;
+    } else {
+        // No labels, no mapping network: legacy.py's TF conversions carry
+        // settings (lr_multiplier 0.1) of a network that is not built.
+        m.ignore(&[
+            "embed_features",
+            "layer_features",
+            "activation",
+            "lr_multiplier",
+        ]);
+    }
     m.no_unknown()?;
     let e = k.sub("epilogue_kwargs")?;
     let mbstd_group_size = match e.get("mbstd_group_size") {

@@ -26,6 +26,8 @@ Fixtures:
                    dnnlib.tflib.network.Network states with numpy arrays, the
                    inverse of legacy.py's mapping of sg2_uncond's networks; the
                    oracle is what legacy.load_network_pkl makes of it
+  tf_converted.pkl what the official `legacy.py --source=tf_legacy.pkl` writes:
+                   the converted networks pickled (its oracle is tf_legacy's)
   bad_missing.pkl  sg2_uncond with G_ema.synthesis.b16.torgb.bias removed
   bad_shape.pkl    sg2_uncond with G.mapping.fc1.weight of the wrong shape
   tensors.pkl      a dict of tensors in the forms a pickle can hold them
@@ -360,6 +362,10 @@ def main():
             assert torch.allclose(got[k], v.detach(), rtol=0, atol=1e-6), (name, k)
     o = oracle(loaded["G_ema"], loaded["D"], 0, False)
     save_file(o, os.path.join(outdir, "tf_legacy.oracle.safetensors"), metadata={"seeds": ",".join(map(str, SEEDS))})
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    # legacy.py's convert_network_pickle: pickle.dump of what it loaded.
+    path = os.path.join(outdir, "tf_converted.pkl")
+    dump(loaded, path)
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
