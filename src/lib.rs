@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod ops;
+pub mod pickle;
 pub mod shape;
 pub mod tensor;
 pub mod train;

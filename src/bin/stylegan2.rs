@@ -89,8 +89,16 @@ enum Command {
         outdir: PathBuf,
         /// Continue from a network snapshot (optimizer state and counters
         /// included); --kimg is the total, counting the images already shown.
+        /// An NVIDIA network pickle (.pkl) starts a transfer run: its
+        /// networks, fresh optimizer state, kimg 0, training defaults from
+        /// --cfg [default: auto].
         #[arg(long, value_parser = flags::path)]
         resume: Option<PathBuf>,
+        /// Freeze-D: do not train the first N layers of D (official
+        /// --freezed; layers count fromrgb, conv0, conv1, skip per block from
+        /// the highest resolution) [default: 0, or the snapshot's].
+        #[arg(long)]
+        freezed: Option<usize>,
         /// No progress bar or status lines.
         #[arg(long)]
         quiet: bool,
@@ -218,6 +226,11 @@ enum Command {
         /// Class of a conditional generator.
         #[arg(long, value_parser = flags::usize_in(0, 1 << 20))]
         class: Option<usize>,
+        /// Latent of a seed: crate (the crate's generator) or numpy (the
+        /// official generate.py's RandomState(seed).randn, which gives its
+        /// images of an official network with --noise-mode const).
+        #[arg(long, default_value = "crate")]
+        latents: String,
         #[arg(long, default_value = "auto")]
         device: String,
         /// Directory of the PNGs (created).
@@ -246,6 +259,9 @@ enum Command {
         noise_mode: String,
         #[arg(long, value_parser = flags::usize_in(0, 1 << 20))]
         class: Option<usize>,
+        /// Latent of a seed: crate or numpy (the official style_mixing.py's).
+        #[arg(long, default_value = "crate")]
+        latents: String,
         #[arg(long, default_value = "auto")]
         device: String,
         /// The figure's PNG file.
@@ -257,6 +273,17 @@ enum Command {
     Info {
         #[arg(value_parser = flags::path)]
         file: PathBuf,
+    },
+    /// Convert an NVIDIA network pickle (stylegan2-ada-pytorch .pkl, or an
+    /// original TF StyleGAN2 .pkl as the official legacy.py reads it) to
+    /// the crate's safetensors network file (G, D, G_ema).
+    Convert {
+        /// The .pkl to read (never executed: read as data).
+        #[arg(value_parser = flags::path)]
+        input: PathBuf,
+        /// The .safetensors to write.
+        #[arg(value_parser = flags::path)]
+        output: PathBuf,
     },
     /// Score a network's G_ema against a dataset with the sliced
     /// Wasserstein distance (×10³ per pyramid level and the mean, as the
@@ -425,6 +452,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             device,
             outdir,
             resume,
+            freezed,
             quiet,
             metrics,
             metrics_num,
@@ -477,6 +505,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 outdir,
                 run_dir: None,
                 resume,
+                freezed,
                 progress: !quiet,
                 metrics,
                 metrics_num,
@@ -575,9 +604,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             trunc_cutoff,
             noise_mode,
             class,
+            latents,
             device,
             outdir,
         } => {
+            let latents = at("--latents", mcli::Latents::parse(&latents))?;
             let seeds = RangeList::parse(&seeds, "--seeds", flags::MAX_SEEDS)?.values();
             let noise_mode = at("--noise-mode", NoiseMode::parse(&noise_mode))?;
             input_file("--network", &network)?;
@@ -595,7 +626,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 grid: true,
             };
             let (_, g) = at("--network", load_generator(&network, device))?;
-            let written = mcli::generate(&g, &opts)?;
+            let written = mcli::generate_with(&g, &opts, latents)?;
             println!(
                 "wrote {} PNGs to {} (seedNNNN.png, grid.png)",
                 written.len(),
@@ -611,9 +642,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             trunc,
             noise_mode,
             class,
+            latents,
             device,
             out,
         } => {
+            let latents = at("--latents", mcli::Latents::parse(&latents))?;
             let rows = RangeList::parse(&rows, "--rows", flags::MAX_FIGURE_SEEDS)?.values();
             let cols = RangeList::parse(&cols, "--cols", flags::MAX_FIGURE_SEEDS)?.values();
             let styles = RangeList::parse(&styles, "--styles", 1024)?;
@@ -633,7 +666,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 .into());
             }
             let styles: Vec<usize> = styles.values().into_iter().map(|s| s as usize).collect();
-            let fig = mcli::style_mix(
+            let fig = mcli::style_mix_with(
                 &g,
                 &rows,
                 &cols,
@@ -641,6 +674,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 Truncation::psi(trunc),
                 noise_mode,
                 class,
+                latents,
             )?;
             mcli::save_png(&fig, &out)?;
             println!("wrote {}", out.display());
@@ -667,6 +701,32 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             skip_bad,
             out.as_deref(),
         ),
+        Command::Convert { input, output } => {
+            input_file("convert INPUT", &input)?;
+            out_file("convert OUTPUT", &output)?;
+            let pkl = stylegan2::pickle::convert(&input, &output)?;
+            for n in &pkl.notes {
+                eprintln!("stylegan2: note: {n}");
+            }
+            let g = &pkl.config.generator;
+            println!(
+                "wrote {} ({:?} pickle: G, D, G_ema at {}×{}, {} channels{}{})",
+                output.display(),
+                pkl.kind,
+                g.img_resolution,
+                g.img_resolution,
+                g.img_channels,
+                if g.c_dim > 0 {
+                    format!(", {} label dimensions", g.c_dim)
+                } else {
+                    String::new()
+                },
+                pkl.augment_p
+                    .map(|p| format!(", augment_pipe.p {p}"))
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
         Command::Info { file } => {
             input_file("FILE", &file)?;
             print!("{}", mcli::info(&file)?);

@@ -19,6 +19,46 @@ pub fn latent(seed: u64, z_dim: usize, device: Device) -> Tensor {
     Tensor::randn(vec![1, z_dim], &mut crate::rng(seed), device)
 }
 
+/// Where the latent of a seed comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Latents {
+    /// [`latent`]: the crate's generator, the same on every device.
+    #[default]
+    Crate,
+    /// numpy's `RandomState(seed).randn(1, z_dim)`, as the official
+    /// `generate.py` draws it, so a seed gives the official image of a
+    /// network (with noise const or none).
+    Numpy,
+}
+
+impl Latents {
+    pub fn parse(s: &str) -> Result<Latents> {
+        match s {
+            "crate" => Ok(Latents::Crate),
+            "numpy" | "official" => Ok(Latents::Numpy),
+            other => invalid(
+                "latents",
+                format!("'{other}': expected crate or numpy (the official generate.py's)"),
+            ),
+        }
+    }
+
+    /// The latent `[1, z_dim]` of `seed`.
+    pub fn latent(self, seed: u64, z_dim: usize, device: Device) -> Result<Tensor> {
+        match self {
+            Latents::Crate => Ok(latent(seed, z_dim, device)),
+            Latents::Numpy => {
+                let z = super::numpy_rng::RandomState::new(seed)?.randn(z_dim);
+                Tensor::from_vec(
+                    z.iter().map(|&v| v as f32).collect(),
+                    vec![1, z_dim],
+                    device,
+                )
+            }
+        }
+    }
+}
+
 /// The one-hot label `[1, c_dim]` of `class` for a conditional generator;
 /// `None` for an unconditional one (where a class is an error, as is a
 /// missing class for a conditional one).
@@ -145,10 +185,27 @@ pub fn generate_seed(
     noise_mode: NoiseMode,
     class: Option<usize>,
 ) -> Result<Tensor> {
+    generate_seed_with(g, seed, Latents::Crate, trunc, noise_mode, class)
+}
+
+/// [`generate_seed`] with the latent from `latents` (random noise still
+/// follows the crate's generator seeded by `seed`).
+pub fn generate_seed_with(
+    g: &Generator,
+    seed: u64,
+    latents: Latents,
+    trunc: Truncation,
+    noise_mode: NoiseMode,
+    class: Option<usize>,
+) -> Result<Tensor> {
     let device = g.synthesis.blocks[0].conv1.weight.device();
     let _guard = crate::no_grad();
     let mut rng = crate::rng(seed);
-    let z = Tensor::randn(vec![1, g.config.z_dim], &mut rng, device);
+    let crate_z = Tensor::randn(vec![1, g.config.z_dim], &mut rng, device);
+    let z = match latents {
+        Latents::Crate => crate_z,
+        Latents::Numpy => latents.latent(seed, g.config.z_dim, device)?,
+    };
     let c = class_label(g, class, device)?;
     g.forward(
         &z,
@@ -162,13 +219,29 @@ pub fn generate_seed(
 /// Writes `seed{NNNN}.png` per seed into `outdir` (and `grid.png`);
 /// returns the paths written.
 pub fn generate(g: &Generator, opts: &GenerateOptions) -> Result<Vec<PathBuf>> {
+    generate_with(g, opts, Latents::Crate)
+}
+
+/// [`generate`] with the latents from `latents`.
+pub fn generate_with(
+    g: &Generator,
+    opts: &GenerateOptions,
+    latents: Latents,
+) -> Result<Vec<PathBuf>> {
     if opts.seeds.is_empty() {
         return invalid("generate", "no seeds");
     }
     let mut written = Vec::new();
     let mut all = Vec::new();
     for &seed in &opts.seeds {
-        let img = generate_seed(g, seed, opts.truncation, opts.noise_mode, opts.class)?;
+        let img = generate_seed_with(
+            g,
+            seed,
+            latents,
+            opts.truncation,
+            opts.noise_mode,
+            opts.class,
+        )?;
         let im = to_images(&img)?.remove(0);
         let path = opts.outdir.join(format!("seed{seed:04}.png"));
         save_png(&im, &path)?;
@@ -196,6 +269,31 @@ pub fn style_mix(
     noise_mode: NoiseMode,
     class: Option<usize>,
 ) -> Result<DynamicImage> {
+    style_mix_with(
+        g,
+        row_seeds,
+        col_seeds,
+        col_styles,
+        trunc,
+        noise_mode,
+        class,
+        Latents::Crate,
+    )
+}
+
+/// [`style_mix`] with the latents from `latents` (`Numpy`: those of the
+/// official `style_mixing.py`).
+#[allow(clippy::too_many_arguments)]
+pub fn style_mix_with(
+    g: &Generator,
+    row_seeds: &[u64],
+    col_seeds: &[u64],
+    col_styles: &[usize],
+    trunc: Truncation,
+    noise_mode: NoiseMode,
+    class: Option<usize>,
+    latents: Latents,
+) -> Result<DynamicImage> {
     if row_seeds.is_empty() || col_seeds.is_empty() {
         return invalid(
             "style_mix",
@@ -216,7 +314,7 @@ pub fn style_mix(
     let _guard = crate::no_grad();
     let c = class_label(g, class, device)?;
     let ws_of = |seed: u64| -> Result<Tensor> {
-        let z = latent(seed, g.config.z_dim, device);
+        let z = latents.latent(seed, g.config.z_dim, device)?;
         g.mapping(&z, c.as_ref(), trunc, false, &mut Ctx::new())
     };
     // Noise: one generator for the whole figure (const/none need none).
@@ -263,7 +361,17 @@ pub fn style_mix(
 /// (`G`, `D`, `G_ema`), the number of tensors and of trainable parameters.
 pub fn info(path: impl AsRef<Path>) -> Result<String> {
     let path = path.as_ref();
-    let (sd, meta) = crate::nn::StateDict::load_safetensors(path, Device::Cpu)?;
+    let (sd, meta) = if super::io::is_pickle_file(path) {
+        // A pickle: its networks' config; no training progress.
+        let (config, sd) = super::io::read_networks(path, Device::Cpu)?;
+        let mut meta = std::collections::HashMap::new();
+        if let Some(c) = config {
+            meta.insert(super::CONFIG_KEY.to_string(), c.to_json()?);
+        }
+        (sd, meta)
+    } else {
+        crate::nn::StateDict::load_safetensors(path, Device::Cpu)?
+    };
     let config = meta
         .get(super::CONFIG_KEY)
         .map(|s| {

@@ -1,6 +1,7 @@
 //! Network files: safetensors with every network's state dict under a
 //! prefix (`G.`, `D.`, `G_ema.`) and the [`ModelConfig`] JSON in the header
-//! metadata under [`CONFIG_KEY`].
+//! metadata under [`CONFIG_KEY`]; or NVIDIA's network pickles
+//! ([`crate::pickle`]), which every reader here takes as well.
 
 use super::config::ModelConfig;
 use super::discriminator::Discriminator;
@@ -31,13 +32,37 @@ pub fn save_networks(
     sd.save_safetensors(path, Some(meta))
 }
 
+/// Whether `path` holds a pickle: by its first bytes (protocol 2 and
+/// later), or by a `.pkl` name when they do not say (protocols 0 and 1,
+/// an unreadable file).
+pub fn is_pickle_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 9];
+    let pkl_name = path.extension().is_some_and(|e| e == "pkl");
+    match std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) {
+        // Protocols 0 and 1 have no marker: a .pkl that is not safetensors.
+        Ok(n) => crate::pickle::looks_like_pickle(&head[..n]) || pkl_name && head[8] != b'{',
+        Err(_) => pkl_name,
+    }
+}
+
 /// Reads a network file: its configuration (when the header has one) and
-/// all tensors.
+/// all tensors. A pickle (NVIDIA's `.pkl`, told by its content) gives its
+/// networks' configuration and state dicts; what the crate computes
+/// differently is printed to stderr as a note.
 pub fn read_networks(
     path: impl AsRef<Path>,
     device: Device,
 ) -> Result<(Option<ModelConfig>, StateDict)> {
     let path = path.as_ref();
+    if is_pickle_file(path) {
+        let pkl = crate::pickle::read_file(path)?;
+        for n in &pkl.notes {
+            eprintln!("stylegan2: note: {n}");
+        }
+        let (config, sd) = pkl.into_parts(device)?;
+        return Ok((Some(config), sd));
+    }
     let (sd, meta) = StateDict::load_safetensors(path, device)?;
     let config = meta
         .get(CONFIG_KEY)
@@ -86,4 +111,18 @@ pub fn load_discriminator(
     d.load_state_dict(&sd.sub("D"))
         .map_err(|e| Error::Io(format!("{} (D.*): {e}", path.display())))?;
     Ok((config, d))
+}
+
+/// Checks that `sd` holds exactly the networks of `config` (`G`, `D`,
+/// `G_ema`; other prefixes are ignored) by loading each into a fresh
+/// network; the error names the network and the tensors.
+pub fn check_networks(config: &ModelConfig, sd: &StateDict) -> Result<()> {
+    let mut rng = crate::rng(0);
+    let g = Generator::new(&config.generator, &mut rng, Device::Cpu)?;
+    let d = Discriminator::new(&config.discriminator, &mut rng, Device::Cpu)?;
+    for (prefix, net) in [("G", &g as &dyn Module), ("D", &d), ("G_ema", &g)] {
+        net.load_state_dict(&sd.sub(prefix))
+            .map_err(|e| Error::Io(format!("{prefix}.*: {e}")))?;
+    }
+    Ok(())
 }

@@ -72,8 +72,21 @@ pub struct Loaded {
     pub state: Option<TrainState>,
 }
 
-/// Reads a snapshot (or any network file with a config) onto `device`.
+/// Reads a snapshot (or any network file with a config, or a network
+/// pickle, which holds no training state) onto `device`.
 pub fn load(path: &Path, device: crate::Device) -> Result<Loaded> {
+    if crate::model::is_pickle_file(path) {
+        let pkl = crate::pickle::read_file(path)?;
+        for n in &pkl.notes {
+            eprintln!("stylegan2: note: {n}");
+        }
+        let (config, tensors) = pkl.into_parts(device)?;
+        return Ok(Loaded {
+            config,
+            tensors,
+            state: None,
+        });
+    }
     let (tensors, meta) = StateDict::load_safetensors(path, device)?;
     let config = meta.get(CONFIG_KEY).ok_or_else(|| {
         Error::Io(format!(

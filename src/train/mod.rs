@@ -66,8 +66,13 @@ pub struct TrainOptions {
     /// `train.py` does), unless `run_dir` names the directory itself.
     pub outdir: PathBuf,
     pub run_dir: Option<PathBuf>,
-    /// A snapshot to continue (or any network file to start from).
+    /// A snapshot to continue (or any network file to start from). A
+    /// network pickle starts a transfer run: its networks, fresh optimizer
+    /// state, kimg 0, training defaults from `preset` (default `auto`).
     pub resume: Option<PathBuf>,
+    /// Freeze-D (official `--freezed`): the first N layers of D are not
+    /// trained (`DiscriminatorConfig::freeze_layers`).
+    pub freezed: Option<usize>,
     /// Draw a progress bar and print status lines.
     pub progress: bool,
     /// Metrics computed with G_ema at each snapshot; `None`: `swd` when the
@@ -108,6 +113,7 @@ impl Default for TrainOptions {
             outdir: PathBuf::from("training-runs"),
             run_dir: None,
             resume: None,
+            freezed: None,
             progress: false,
             metrics: Some(Vec::new()),
             metrics_num: None,
@@ -391,10 +397,18 @@ impl Trainer {
         }
         let c_dim = if cond { dataset.label_dim() } else { 0 };
 
-        let config = match &resumed {
+        let transfer = opts
+            .resume
+            .as_deref()
+            .is_some_and(crate::model::is_pickle_file);
+        let mut config = match &resumed {
             Some((path, l)) => {
-                let cfg = l.config.clone();
-                if let Some(p) = &opts.preset {
+                let cfg = if transfer {
+                    transfer_config(path, &l.config, opts.preset.as_deref())?
+                } else {
+                    l.config.clone()
+                };
+                if let Some(p) = opts.preset.as_ref().filter(|_| !transfer) {
                     if *p != cfg.preset {
                         return invalid(
                             "train",
@@ -441,6 +455,14 @@ impl Trainer {
                 c_dim,
             )?,
         };
+        if let Some(n) = opts.freezed {
+            if n != config.discriminator.freeze_layers {
+                eprintln!(
+                    "stylegan2: note: Freeze-D: the first {n} layers of D are not trained (--freezed)"
+                );
+            }
+            config.discriminator.freeze_layers = n;
+        }
         let t = &config.training;
         let batch = opts.batch.unwrap_or(t.batch);
         if let Some(group) = config.discriminator.mbstd_group_size {
@@ -544,7 +566,7 @@ impl Trainer {
         }
         let Some(state) = &l.state else {
             eprintln!(
-                "stylegan2: {} has no training state; starting at step 0 from its weights",
+                "stylegan2: {} has no training state; starting at step 0 (kimg 0) from its weights with fresh optimizer state",
                 path.display()
             );
             return Ok(());
@@ -1004,6 +1026,72 @@ impl Trainer {
         serde_json::to_string_pretty(&v)
             .map_err(|e| Error::Internal(format!("options to JSON: {e}")))
     }
+}
+
+/// The configuration of a transfer run from a network pickle: the
+/// networks as the pickle builds them (so its weights load), the training
+/// defaults of `preset` (default `auto`, the official `train.py` default),
+/// and, as the official `train.py` does when resuming, no EMA ramp-up.
+/// Prints a note of what came from where and where the pickle's networks
+/// differ from the preset's.
+fn transfer_config(
+    path: &Path,
+    pickled: &ModelConfig,
+    preset: Option<&str>,
+) -> Result<ModelConfig> {
+    let name = preset.unwrap_or("auto");
+    // The preset at the pickle's own shape, so only architecture differences show.
+    let base = ModelConfig::preset(
+        name,
+        pickled.generator.img_resolution,
+        pickled.generator.img_channels,
+        pickled.generator.c_dim,
+    )?;
+    let mut cfg = pickled.clone();
+    cfg.preset = name.to_string();
+    cfg.training = base.training.clone();
+    cfg.training.ema_rampup = None;
+    let mut differ = Vec::new();
+    for (what, ours, theirs) in [
+        (
+            "G",
+            decimal_json(&pickled.generator),
+            decimal_json(&base.generator),
+        ),
+        (
+            "D",
+            decimal_json(&pickled.discriminator),
+            decimal_json(&base.discriminator),
+        ),
+    ] {
+        let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (ours, theirs)
+        else {
+            continue;
+        };
+        for (k, v) in &a {
+            if b.get(k) != Some(v) {
+                differ.push(format!(
+                    "{what}.{k} = {v} (preset {name}: {})",
+                    b.get(k).cloned().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "stylegan2: transfer learning from {}: G, D and G_ema from the pickle, fresh optimizer state, kimg 0; training defaults (batch {}, lr {}, gamma {}, ema_kimg {}) from preset '{name}', EMA ramp-up off (official train.py with --resume)",
+        path.display(),
+        cfg.training.batch,
+        cfg.training.lr,
+        cfg.training.r1_gamma,
+        cfg.training.ema_kimg
+    );
+    if !differ.is_empty() {
+        eprintln!(
+            "stylegan2: note: the pickle's networks override preset '{name}' in: {}",
+            differ.join(", ")
+        );
+    }
+    Ok(cfg)
 }
 
 /// An f32 as the f64 of its shortest decimal form, so JSON shows the number
