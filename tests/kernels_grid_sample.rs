@@ -8,8 +8,8 @@ use common::{leaf_on, on_every_device, with_grads};
 use stylegan2::ops::grid_sample::{grid_sample_affine, grid_sample_affine_input_grad};
 use stylegan2::{grad, Device, Result, Tensor};
 
-/// Each output is a sum of ≤ 4 products (the scatter: of ≤ ~4·(OH·OW)/(H·W)
-/// + 4 products per input pixel here) whose weights are computed by the same
+/// Each output is a sum of ≤ 4 products (the scatter: of at most about
+/// 4·(OH·OW)/(H·W) plus 4 products per input pixel here) whose weights are computed by the same
 /// formula in fp32; a GPU's FMA contraction changes the weights and the grid
 /// point by ~1 ulp of the normalized coordinate, i.e. ~1e-6 of a pixel,
 /// which moves a weight by ~1e-6. 1e-5 relative leaves margin; a wrong
@@ -56,7 +56,12 @@ fn forward_gradient_and_second_order_match_the_cpu() {
                 let mut out = with_grads(y.square()?, &[&x])?;
                 // Second order: d/dx of ⟨∂L/∂x, x⟩ runs the scatter's own rule.
                 let h = out[1].mul(&x)?.sum_all()?;
-                let gs = grad(std::slice::from_ref(&h), &[x.clone()], None, false)?;
+                let gs = grad(
+                    std::slice::from_ref(&h),
+                    std::slice::from_ref(&x),
+                    None,
+                    false,
+                )?;
                 out.push(gs[0].clone().expect("x takes a gradient"));
                 Ok(out)
             },
