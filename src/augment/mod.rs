@@ -17,6 +17,7 @@
 pub mod ada;
 mod apply;
 mod matrix;
+pub mod preview;
 
 pub use ada::{AdaController, AdaState, AugMode};
 

@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use stylegan2::augment::preview::augment_grid;
+use stylegan2::augment::{AugMode, AugmentPipe};
 use stylegan2::data::tool::{convert, ConvertOptions, Transform};
 use stylegan2::model::cli::{self as mcli, GenerateOptions};
 use stylegan2::model::{
@@ -106,6 +108,47 @@ enum Command {
         /// simulator, unfused on the CPU), unfused, grouped or fused.
         #[arg(long, default_value = "auto")]
         modconv: String,
+        /// Discriminator augmentation: ada (adaptive p), noaug or fixed (p
+        /// = --p) [default: ada for image folders and zips, noaug for
+        /// synthetic data].
+        #[arg(long)]
+        aug: Option<String>,
+        /// Augmentation probability: fixed (--aug fixed, required) or
+        /// initial (--aug ada) [default: 0].
+        #[arg(long = "p")]
+        augment_p: Option<f32>,
+        /// ADA target of r_t = E[sign(D(real))] [default: 0.6].
+        #[arg(long)]
+        target: Option<f64>,
+        /// Augment pipeline: blit, geom, color, filter, noise, cutout, bg,
+        /// bgc, bgcf, bgcfn or bgcfnc [default: bgc].
+        #[arg(long)]
+        augpipe: Option<String>,
+    },
+    /// Write a grid of augmented reals (top row: the images; below: several
+    /// draws of the augment pipeline at probability --p) to see what D sees.
+    Augment {
+        /// `synthetic`, `synthetic:N`, or a directory / .zip of images.
+        #[arg(long)]
+        data: String,
+        /// Augmentation probability.
+        #[arg(long, default_value_t = 0.5)]
+        p: f32,
+        /// Augment pipeline preset (see `train --augpipe`).
+        #[arg(long, default_value = "bgc")]
+        augpipe: String,
+        /// Images per row (the first N of the dataset).
+        #[arg(long, default_value_t = 8)]
+        num: usize,
+        /// Rows of augmented copies.
+        #[arg(long, default_value_t = 7)]
+        draws: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Make a training dataset (a simplified official dataset_tool.py):
     /// numbered PNGs 00000/img00000000.png and a dataset.json (labels
@@ -343,6 +386,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             metrics_num,
             cond,
             modconv,
+            aug,
+            augment_p,
+            target,
+            augpipe,
         } => {
             if grid == 0 {
                 return Err("--grid must be at least 1".into());
@@ -372,6 +419,10 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 metrics_num,
                 cond,
                 modconv: ModConvPath::parse(&modconv)?,
+                aug: aug.as_deref().map(AugMode::parse).transpose()?,
+                augment_p,
+                ada_target: target,
+                augpipe,
             };
             let summary = train::train(opts)?;
             if let Some(p) = &summary.last_snapshot {
@@ -388,6 +439,25 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     summary.run_dir.join("samples").display()
                 );
             }
+            Ok(())
+        }
+        Command::Augment {
+            data,
+            p,
+            augpipe,
+            num,
+            draws,
+            seed,
+            device,
+            out,
+        } => {
+            let pipe = AugmentPipe::preset(&augpipe)?;
+            let img = augment_grid(&data, &pipe, p, num, draws, seed, Device::parse(&device)?)?;
+            mcli::save_png(&img, &out)?;
+            println!(
+                "wrote {} (top row: {data}; {draws} rows of --augpipe {augpipe} at p {p})",
+                out.display()
+            );
             Ok(())
         }
         Command::Dataset {
