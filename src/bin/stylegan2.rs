@@ -124,6 +124,9 @@ enum Command {
         /// bgc, bgcf, bgcfn or bgcfnc [default: bgc].
         #[arg(long)]
         augpipe: Option<String>,
+        /// ADA speed: p moves by at most 1 per this many kimg [default: 500].
+        #[arg(long)]
+        ada_kimg: Option<f64>,
     },
     /// Write a grid of augmented reals (top row: the images; below: several
     /// draws of the augment pipeline at probability --p) to see what D sees.
@@ -390,6 +393,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             augment_p,
             target,
             augpipe,
+            ada_kimg,
         } => {
             if grid == 0 {
                 return Err("--grid must be at least 1".into());
@@ -423,6 +427,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 augment_p,
                 ada_target: target,
                 augpipe,
+                ada_kimg,
             };
             let summary = train::train(opts)?;
             if let Some(p) = &summary.last_snapshot {

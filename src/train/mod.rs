@@ -91,6 +91,9 @@ pub struct TrainOptions {
     pub ada_target: Option<f64>,
     /// Augment pipeline preset (`--augpipe`, default `bgc`).
     pub augpipe: Option<String>,
+    /// ADA speed: kimg for p to move by 1 at most (`--ada-kimg`, official
+    /// `ada_kimg`, default 500).
+    pub ada_kimg: Option<f64>,
 }
 
 impl Default for TrainOptions {
@@ -122,6 +125,7 @@ impl Default for TrainOptions {
             augment_p: None,
             ada_target: None,
             augpipe: None,
+            ada_kimg: None,
         }
     }
 }
@@ -159,6 +163,9 @@ fn augmentation(
     }
     if mode != AugMode::Ada && opts.ada_target.is_some() {
         return flag_needs("--target", "ada");
+    }
+    if mode != AugMode::Ada && opts.ada_kimg.is_some() {
+        return flag_needs("--ada-kimg", "ada");
     }
     if mode == AugMode::NoAug {
         return Ok(None);
