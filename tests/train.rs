@@ -544,11 +544,12 @@ fn ada_runs_adjust_p_and_resume_exactly() {
         "{stats}"
     );
 
-    // Three steps (a snapshot mid-interval, three signs pending), then a
-    // resume to nine: the same p, pending signs and last r_t.
+    // Three steps (a snapshot mid-interval with signs pending: Dmain of
+    // steps 0–2 and Dreg of step 0, which reports them too as the official
+    // loss), then a resume to nine: the same p, pending signs and last r_t.
     let first = Trainer::new(ada("first", 0.012)).unwrap().run().unwrap();
     let mid = ada_state(first.last_snapshot.as_ref().unwrap());
-    assert_eq!((mid.p, mid.signs_count, mid.last_rt), (0.3, 3, None));
+    assert_eq!((mid.p, mid.signs_count, mid.last_rt), (0.3, 4, None));
     let mut o = ada("second", 0.036);
     o.resume = first.last_snapshot.clone();
     let second = Trainer::new(o).unwrap().run().unwrap();

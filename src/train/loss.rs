@@ -324,7 +324,11 @@ impl StyleGAN2Loss {
                 let penalty = r1_penalty(&logits, &x)?;
                 let loss = penalty.scale(self.opts.r1_gamma / 2.0)?.mean_all()?;
                 Ok(PhaseOutput {
-                    stats: vec![("r1_penalty", mean_of(&penalty)?)],
+                    stats: vec![
+                        ("r1_penalty", mean_of(&penalty)?),
+                        // The official loss reports these signs in Dr1 too.
+                        ("signs_real", mean_of(&logits.detach().sign()?)?),
+                    ],
                     loss: loss.scale(gain)?,
                 })
             }
