@@ -729,6 +729,21 @@ fn bad_options_are_refused_with_a_reason() {
             },
             "at least 22×22",
         ),
+        (
+            TrainOptions {
+                aug: Some(AugMode::Ada),
+                ada_kimg: Some(0.0),
+                ..opts(&dir, 1.0)
+            },
+            "--ada-kimg 0 must be a positive number",
+        ),
+        (
+            TrainOptions {
+                ada_kimg: Some(10.0),
+                ..opts(&dir, 1.0)
+            },
+            "--ada-kimg applies to --aug ada",
+        ),
     ];
     for (o, needle) in cases {
         let e = Trainer::new(o).err().expect(needle).to_string();

@@ -190,7 +190,13 @@ fn augmentation(
             format!("--augpipe {name} filters images with 43 taps, which needs at least 22×22 images; the data is {res}×{res}"),
         );
     }
-    let ada = AdaController::new(mode == AugMode::Ada, p, opts.ada_target.unwrap_or(0.6))?;
+    let mut ada = AdaController::new(mode == AugMode::Ada, p, opts.ada_target.unwrap_or(0.6))?;
+    if let Some(k) = opts.ada_kimg {
+        if !(k.is_finite() && k > 0.0) {
+            return invalid("train", format!("--ada-kimg {k} must be a positive number"));
+        }
+        ada.ada_kimg = k;
+    }
     Ok(Some((pipe, ada)))
 }
 
