@@ -37,17 +37,24 @@ impl Device {
             "cpu" => Ok(Device::Cpu),
             "sim" => Ok(Device::Sim),
             "cuda" => Device::cuda(0),
-            "auto" => match Device::cuda(0) {
-                Ok(d) => Ok(d),
-                Err(e) => {
-                    eprintln!("stylegan2: no usable GPU ({e}); running on the CPU");
-                    Ok(Device::Cpu)
+            "auto" => {
+                match Device::cuda(0) {
+                    Ok(d) => Ok(d),
+                    Err(_) => {
+                        // One short line, once per process; `--device cuda`
+                        // gives the whole reason.
+                        static NOTE: std::sync::Once = std::sync::Once::new();
+                        NOTE.call_once(|| {
+                        eprintln!("stylegan2: no GPU found; running on the CPU (--device cuda says why)")
+                    });
+                        Ok(Device::Cpu)
+                    }
                 }
-            },
+            }
             other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Device::cuda(n),
                 _ => Err(Error::Invalid {
-                    op: "device",
+                    op: "--device",
                     msg: format!(
                         "unknown device '{other}': expected auto, cpu, sim, cuda or cuda:N"
                     ),

@@ -10,6 +10,8 @@ pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod flags;
+pub mod fsio;
 pub mod metrics;
 pub mod model;
 pub mod nn;

@@ -328,12 +328,13 @@ fn bad_flags_fail_clearly() {
     fails(&["--only", "decoder"], "unknown section 'decoder'");
     fails(
         &["--peak-tflops", "0"],
-        "--peak-tflops 0 must be a positive number",
+        "--peak-tflops <PEAK_TFLOPS>': 0 is not in (0,",
     );
     fails(&["--peak-tflops", "nan"], "--peak-tflops");
     fails(&["--preset", "huge"], "unknown preset 'huge'");
     fails(&["--resolution", "48"], "power of two");
-    fails(&["--batch", "0"], "--batch must be at least 1");
+    fails(&["--batch", "0"], "--batch <BATCH>': 0 is outside 1..=");
+    fails(&["--cfg", "huge"], "unknown preset 'huge'");
     // D's minibatch-stddev groups of 4 cannot split a batch of 6.
     fails(&["--only", "train", "--batch", "6"], "multiple of");
     std::fs::remove_dir_all(&dir).ok();

@@ -110,6 +110,131 @@ fn init_info_generate_style_mix() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The official flag names (`--network`, `--outdir`, `--cfg`) and the old
+/// spellings, kept as aliases, do the same.
+#[test]
+fn official_flag_names_and_their_old_aliases() {
+    let dir = std::env::temp_dir().join(format!("stylegan2-cli-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = |args: &[&str]| {
+        let o = run(args, &dir);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    for (flag, file) in [("--cfg", "a.safetensors"), ("--preset", "b.safetensors")] {
+        ok(&["init", flag, "tiny", "--resolution", "16", "--out", file]);
+    }
+    // The same preset and seed: the same bytes.
+    assert_eq!(
+        std::fs::read(dir.join("a.safetensors")).unwrap(),
+        std::fs::read(dir.join("b.safetensors")).unwrap()
+    );
+    for (net, out, d) in [
+        ("--network", "--outdir", "new"),
+        ("--weights", "--out", "old"),
+    ] {
+        ok(&[
+            "generate",
+            net,
+            "a.safetensors",
+            "--seeds",
+            "3",
+            "--device",
+            "cpu",
+            out,
+            d,
+        ]);
+        ok(&[
+            "style-mix",
+            net,
+            "a.safetensors",
+            "--rows",
+            "0",
+            "--cols",
+            "1",
+            "--styles",
+            "0",
+            "--device",
+            "cpu",
+            "--out",
+            &format!("{d}/mix.png"),
+        ]);
+        ok(&[
+            "metric",
+            net,
+            "a.safetensors",
+            "--data",
+            "synthetic:8",
+            "--num",
+            "8",
+            "--device",
+            "cpu",
+        ]);
+    }
+    for f in ["seed0003.png", "grid.png", "mix.png"] {
+        assert_eq!(
+            std::fs::read(dir.join("new").join(f)).unwrap(),
+            std::fs::read(dir.join("old").join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    for flag in ["--cfg", "--preset"] {
+        let o = run(&["bench", flag, "nope", "--device", "cpu"], &dir);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            o.status.code() == Some(1) && err.contains("unknown preset"),
+            "{err}"
+        );
+    }
+    // The no-GPU note: one line, only for --device auto falling back.
+    let o = run(&["info", "a.safetensors"], &dir);
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(
+        &[
+            "generate",
+            "--network",
+            "a.safetensors",
+            "--seeds",
+            "0",
+            "--outdir",
+            "auto",
+        ],
+        &dir,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    if stylegan2::Device::cuda(0).is_err() {
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("no GPU found; running on the CPU"), "{err}");
+    }
+    let o = run(
+        &[
+            "generate",
+            "--network",
+            "a.safetensors",
+            "--seeds",
+            "0",
+            "--device",
+            "cpu",
+            "--outdir",
+            "cpu",
+        ],
+        &dir,
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn augment_writes_a_grid_of_draws_and_names_bad_flags() {
     let dir = std::env::temp_dir().join(format!("stylegan2-cli-aug-{}", std::process::id()));

@@ -395,6 +395,7 @@ fn dataset_tool_crops_resizes_and_carries_labels() {
         resolution: res,
         transform: t,
         progress: false,
+        skip_bad: false,
     };
     for dest in [dir.join("out.zip"), dir.join("outdir")] {
         let s = convert(&opts(&dest, Some(8), Transform::CenterCrop)).unwrap();
@@ -467,6 +468,7 @@ fn dataset_tool_names_a_corrupt_file_and_leaves_no_output() {
             resolution: Some(8),
             transform: Transform::CenterCrop,
             progress: false,
+            skip_bad: false,
         })
         .unwrap_err()
         .to_string();
@@ -482,6 +484,7 @@ fn dataset_tool_names_a_corrupt_file_and_leaves_no_output() {
         resolution: None,
         transform: Transform::None,
         progress: false,
+        skip_bad: false,
     })
     .unwrap_err()
     .to_string();

@@ -390,7 +390,7 @@ fn metric_and_train_metrics_cli() {
         &run(&[&base[..], &["--batch", "0"]].concat(), &dir),
         "--batch",
     );
-    fails(&run(&["metric", "--data", "synthetic"], &dir), "--weights");
+    fails(&run(&["metric", "--data", "synthetic"], &dir), "--network");
     fails(
         &run(
             &[

@@ -52,6 +52,15 @@ fn train_then_generate_and_refuse_bad_flags() {
     assert!(run_dir.join("fakes00000008.png").exists());
     let options = std::fs::read_to_string(run_dir.join("training_options.json")).unwrap();
     assert!(options.contains("\"modconv\": \"grouped\""), "{options}");
+    // One kimg (the preset's default is not repeated), learning rates as
+    // typed (tiny: 0.0025), not f32 noise such as 0.0024999999441206455.
+    assert_eq!(options.matches("\"kimg\"").count(), 1, "{options}");
+    assert!(options.contains("\"glr\": 0.0025,"), "{options}");
+    assert!(options.contains("\"dlr\": 0.0025,"), "{options}");
+    assert!(
+        options.contains("\"mapping_lr_multiplier\": 0.01,"),
+        "{options}"
+    );
     let snap = snap.to_str().unwrap();
     let o = run(
         &[
@@ -70,7 +79,12 @@ fn train_then_generate_and_refuse_bad_flags() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.join("imgs").join("grid.png").exists());
     let o = run(&["info", snap], &dir);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("G_ema"));
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(info.contains("G_ema"), "{info}");
+    assert!(
+        info.contains("training progress: 0.008 kimg (8 images shown), step 2, pl_mean "),
+        "{info}"
+    );
 
     let fails = |args: &[&str], needle: &str| {
         let o = run(args, &dir);
@@ -120,6 +134,52 @@ fn train_then_generate_and_refuse_bad_flags() {
         ],
         "nothing.safetensors",
     );
-    fails(&["train", "--lr=-0.1", "--device", "cpu"], "learning rate");
+    fails(&["train", "--lr=-0.1", "--device", "cpu"], "--lr");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A run that would take hours says so after its first step, with the
+/// estimated time per kimg (here: tiny, but a million kimg).
+#[test]
+fn a_long_run_prints_its_estimated_duration() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("stylegan2-train-eta-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stylegan2"))
+        .args([
+            "train",
+            "--resolution",
+            "16",
+            "--kimg",
+            "1000000",
+            "--grid",
+            "1",
+            "--device",
+            "cpu",
+            "--outdir",
+            "runs",
+        ])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.starts_with("estimated ");
+        seen.push(line);
+        if done || seen.len() > 5 {
+            break;
+        }
+    }
+    child.kill().ok();
+    child.wait().ok();
+    std::fs::remove_dir_all(&dir).ok();
+    let last = seen.last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("estimated ") && last.contains(" s/kimg on cpu") && last.contains("days"),
+        "{seen:?}"
+    );
 }

@@ -1,11 +1,12 @@
 //! The `stylegan2` command line.
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use stylegan2::augment::preview::augment_grid;
 use stylegan2::augment::{AugMode, AugmentPipe};
 use stylegan2::data::tool::{convert, ConvertOptions, Transform};
+use stylegan2::flags::RangeList;
 use stylegan2::model::cli::{self as mcli, GenerateOptions};
 use stylegan2::model::{
     load_generator, save_networks, Discriminator, Generator, ModelConfig, Truncation,
@@ -13,7 +14,7 @@ use stylegan2::model::{
 use stylegan2::nn::synthesis::NoiseMode;
 use stylegan2::ops::modconv::ModConvPath;
 use stylegan2::train::{self, TrainOptions};
-use stylegan2::{bench, Device};
+use stylegan2::{bench, flags, fsio, Device};
 
 #[derive(Parser)]
 #[command(
@@ -35,7 +36,8 @@ enum Command {
         /// Data: `synthetic` (built in, procedural shapes; `synthetic:N` for
         /// N images) or a directory / .zip of PNG or JPEG images (square,
         /// one power-of-two size; labels for --cond in a dataset.json at
-        /// its root, see `stylegan2 dataset`).
+        /// its root, see `stylegan2 dataset`). Every image is decoded once
+        /// when the run starts.
         #[arg(long, default_value = "synthetic")]
         data: String,
         /// Network preset: tiny, stylegan2, paper256, paper512, paper1024,
@@ -44,35 +46,35 @@ enum Command {
         cfg: Option<String>,
         /// Resolution of the synthetic data (a folder's images set their own,
         /// which this must match) [default: 32].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::resolution)]
         resolution: Option<usize>,
         /// Total batch size [default: the preset's; tiny: 8].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::usize_in(1, flags::MAX_BATCH))]
         batch: Option<usize>,
         /// Train until this many thousand real images have been shown.
-        #[arg(long, default_value_t = 4.0)]
+        #[arg(long, default_value_t = 4.0, value_parser = flags::positive_f64(flags::MAX_KIMG))]
         kimg: f64,
         /// Learning rate of G and D [default: the preset's; tiny: 0.0025].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::positive_f32(1.0))]
         lr: Option<f32>,
         /// Learning rate of G alone (overrides --lr).
-        #[arg(long)]
+        #[arg(long, value_parser = flags::positive_f32(1.0))]
         glr: Option<f32>,
         /// Learning rate of D alone (overrides --lr).
-        #[arg(long)]
+        #[arg(long, value_parser = flags::positive_f32(1.0))]
         dlr: Option<f32>,
         /// R1 regularization weight γ [default: the preset's].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::f32_in(0.0, 1e6))]
         gamma: Option<f32>,
         /// Half-life of the G EMA in kimg [default: the preset's].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::positive_f32(flags::MAX_KIMG as f32))]
         ema_kimg: Option<f32>,
         /// Write an image grid and a network snapshot every this many kimg
         /// (0: only at the end).
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, value_parser = flags::f64_in(0.0, flags::MAX_KIMG))]
         snap_kimg: f64,
         /// Images in the snapshot grid (fixed seeds 0..N).
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = flags::usize_in(1, 1024))]
         grid: usize,
         /// Also train on x-flipped images.
         #[arg(long)]
@@ -84,11 +86,11 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
         /// Parent directory of the numbered run directories.
-        #[arg(long, default_value = "training-runs")]
+        #[arg(long, default_value = "training-runs", value_parser = flags::path)]
         outdir: PathBuf,
         /// Continue from a network snapshot (optimizer state and counters
         /// included); --kimg is the total, counting the images already shown.
-        #[arg(long)]
+        #[arg(long, value_parser = flags::path)]
         resume: Option<PathBuf>,
         /// No progress bar or status lines.
         #[arg(long)]
@@ -98,7 +100,7 @@ enum Command {
         #[arg(long, default_value = "none", value_delimiter = ',')]
         metrics: Vec<String>,
         /// Images per set for --metrics [default: 256 for tiny, else 1024].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::usize_in(1, MAX_METRIC_IMAGES))]
         metrics_num: Option<usize>,
         /// Conditional training on the dataset's labels (dataset.json; with
         /// synthetic data the shape kind, 3 classes).
@@ -115,18 +117,23 @@ enum Command {
         aug: Option<String>,
         /// Augmentation probability: fixed (--aug fixed, required) or
         /// initial (--aug ada) [default: 0].
-        #[arg(long = "p")]
+        #[arg(long = "p", value_parser = flags::f32_in(0.0, 1.0))]
         augment_p: Option<f32>,
         /// ADA target of r_t = E[sign(D(real))] [default: 0.6].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::f64_in(0.0, 1.0))]
         target: Option<f64>,
         /// Augment pipeline: blit, geom, color, filter, noise, cutout, bg,
         /// bgc, bgcf, bgcfn or bgcfnc [default: bgc].
         #[arg(long)]
         augpipe: Option<String>,
         /// ADA speed: p moves by at most 1 per this many kimg [default: 500].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::positive_f64(flags::MAX_KIMG))]
         ada_kimg: Option<f64>,
+        /// Skip images that cannot be decoded (corrupt, truncated,
+        /// unsupported, transparent), counting and listing them, instead of
+        /// refusing the dataset.
+        #[arg(long)]
+        skip_bad: bool,
     },
     /// Write a grid of augmented reals (top row: the images; below: several
     /// draws of the augment pipeline at probability --p) to see what D sees.
@@ -135,16 +142,16 @@ enum Command {
         #[arg(long)]
         data: String,
         /// Augmentation probability.
-        #[arg(long, default_value_t = 0.5)]
+        #[arg(long, default_value_t = 0.5, value_parser = flags::f32_in(0.0, 1.0))]
         p: f32,
         /// Augment pipeline preset (see `train --augpipe`).
         #[arg(long, default_value = "bgc")]
         augpipe: String,
         /// Images per row (the first N of the dataset).
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = flags::usize_in(1, 256))]
         num: usize,
         /// Rows of augmented copies.
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = 7, value_parser = flags::usize_in(1, 64))]
         draws: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -158,14 +165,14 @@ enum Command {
     /// carried over from the source's dataset.json).
     Dataset {
         /// A directory (searched recursively) or .zip of PNG/JPEG images.
-        #[arg(long)]
+        #[arg(long, value_parser = flags::path)]
         source: PathBuf,
         /// Output: a .zip file or a directory (must not exist or be empty).
-        #[arg(long)]
+        #[arg(long, value_parser = flags::path)]
         dest: PathBuf,
         /// Output resolution, a power of two (required by the crops)
         /// [default: the images' own, which must then be square].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::resolution)]
         resolution: Option<usize>,
         /// none (stretch to --resolution if given), center-crop or
         /// center-crop-wide (full width, letterboxed).
@@ -174,6 +181,10 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Skip source images that cannot be decoded, counting and listing
+        /// them, instead of stopping.
+        #[arg(long)]
+        skip_bad: bool,
     },
     /// Benchmark the modulated convolution paths (forward and backward),
     /// the generator forward and a training step; prints tables and writes
@@ -183,7 +194,7 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
         /// Timed iterations per row (the median is reported).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = flags::usize_in(1, 100_000))]
         iters: usize,
         /// A fast smoke run: modconv channels ÷ 8; generator and training
         /// step with the tiny preset at 32×32, batch 8. Without it: config-f
@@ -196,117 +207,138 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Network preset of the generator and train sections.
-        #[arg(long)]
-        preset: Option<String>,
+        #[arg(long = "cfg", visible_alias = "preset")]
+        cfg: Option<String>,
         /// Image resolution of the generator and train sections.
-        #[arg(long)]
+        #[arg(long, value_parser = flags::resolution)]
         resolution: Option<usize>,
         /// Batch of the generator and train sections.
-        #[arg(long)]
+        #[arg(long, value_parser = flags::usize_in(1, flags::MAX_BATCH))]
         batch: Option<usize>,
         /// The device's peak in TFLOP/s: adds a "% peak" column [default:
         /// the FP32 datasheet peak for H100/H200/A100, else none].
-        #[arg(long)]
+        #[arg(long, value_parser = flags::positive_f64(1e6))]
         peak_tflops: Option<f64>,
         /// Where to write the results as JSON.
-        #[arg(long, default_value = "bench.json")]
+        #[arg(long, default_value = "bench.json", value_parser = flags::path)]
         out: PathBuf,
     },
     /// Write a freshly initialized network file (G, D, G_ema) for a preset.
     Init {
         /// stylegan2, paper256, paper512, paper1024, cifar, auto or tiny.
-        #[arg(long, default_value = "tiny")]
-        preset: String,
-        #[arg(long, default_value_t = 32)]
+        #[arg(long = "cfg", visible_alias = "preset", default_value = "tiny")]
+        cfg: String,
+        #[arg(long, default_value_t = 32, value_parser = flags::resolution)]
         resolution: usize,
-        #[arg(long, default_value_t = 3)]
+        /// Image channels: 1 (gray) or 3 (RGB).
+        #[arg(long, default_value_t = 3, value_parser = flags::usize_in(1, 3))]
         channels: usize,
         /// Label dimensions (0: unconditional).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = flags::usize_in(0, 65536))]
         c_dim: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long)]
+        /// The network file to write (.safetensors).
+        #[arg(long, value_parser = flags::path)]
         out: PathBuf,
     },
-    /// Write one PNG per seed and a grid PNG.
+    /// Write one PNG per seed and a grid PNG into --outdir.
     Generate {
-        #[arg(long)]
-        weights: PathBuf,
-        /// Seeds: "0-15", "1,5,9" or a mix.
+        /// A network file or training snapshot (G_ema is used).
+        #[arg(long, visible_alias = "weights", value_parser = flags::path)]
+        network: PathBuf,
+        /// Seeds: "0-15", "1,5,9" or a mix (at most 100000).
         #[arg(long, default_value = "0-15")]
         seeds: String,
-        /// Truncation ψ (1: none).
-        #[arg(long, default_value_t = 1.0)]
+        /// Truncation ψ (1: none), within [-10, 10].
+        #[arg(long, default_value_t = 1.0, value_parser = flags::f32_in(-10.0, 10.0))]
         trunc: f32,
         /// Truncate only the first N ws.
-        #[arg(long)]
+        #[arg(long, value_parser = flags::usize_in(0, 1024))]
         trunc_cutoff: Option<usize>,
         /// const, random or none.
         #[arg(long, default_value = "const")]
         noise_mode: String,
         /// Class of a conditional generator.
-        #[arg(long)]
+        #[arg(long, value_parser = flags::usize_in(0, 1 << 20))]
         class: Option<usize>,
         #[arg(long, default_value = "auto")]
         device: String,
-        #[arg(long)]
-        out: PathBuf,
+        /// Directory of the PNGs (created).
+        #[arg(long, visible_alias = "out", value_parser = flags::path)]
+        outdir: PathBuf,
     },
     /// The style-mixing figure: row seeds × column seeds, with the column
     /// seeds' styles at the chosen layers.
     StyleMix {
-        #[arg(long)]
-        weights: PathBuf,
+        /// A network file or training snapshot (G_ema is used).
+        #[arg(long, visible_alias = "weights", value_parser = flags::path)]
+        network: PathBuf,
+        /// Row seeds (at most 256).
         #[arg(long, default_value = "0-4")]
         rows: String,
+        /// Column seeds (at most 256).
         #[arg(long, default_value = "5-9")]
         cols: String,
         /// Indices of the ws taken from the column seeds, e.g. "0-6".
         #[arg(long, default_value = "0-6")]
         styles: String,
-        #[arg(long, default_value_t = 1.0)]
+        /// Truncation ψ (1: none), within [-10, 10].
+        #[arg(long, default_value_t = 1.0, value_parser = flags::f32_in(-10.0, 10.0))]
         trunc: f32,
         #[arg(long, default_value = "const")]
         noise_mode: String,
-        #[arg(long)]
+        #[arg(long, value_parser = flags::usize_in(0, 1 << 20))]
         class: Option<usize>,
         #[arg(long, default_value = "auto")]
         device: String,
-        #[arg(long)]
+        /// The figure's PNG file.
+        #[arg(long, value_parser = flags::path)]
         out: PathBuf,
     },
-    /// Print a network file's configuration and parameter counts.
-    Info { file: PathBuf },
+    /// Print a network file's configuration, parameter counts and, for a
+    /// training snapshot, its progress.
+    Info {
+        #[arg(value_parser = flags::path)]
+        file: PathBuf,
+    },
     /// Score a network's G_ema against a dataset with the sliced
     /// Wasserstein distance (×10³ per pyramid level and the mean, as the
     /// official SWD; lower is better).
     Metric {
-        #[arg(long)]
-        weights: PathBuf,
+        /// A network file or training snapshot (G_ema is used).
+        #[arg(long, visible_alias = "weights", value_parser = flags::path)]
+        network: PathBuf,
         /// `synthetic`, `synthetic:N`, or a directory / .zip of images at the
         /// network's resolution.
         #[arg(long)]
         data: String,
         /// Images per set (reals and fakes); fewer if the dataset is smaller.
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 1024, value_parser = flags::usize_in(1, MAX_METRIC_IMAGES))]
         num: usize,
         /// Seed of the real subset, the latents, the patches and directions.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Truncation ψ of the fakes (1: none).
-        #[arg(long, default_value_t = 1.0)]
+        /// Truncation ψ of the fakes (1: none), within [-10, 10].
+        #[arg(long, default_value_t = 1.0, value_parser = flags::f32_in(-10.0, 10.0))]
         trunc: f32,
         /// Images per generator call.
-        #[arg(long, default_value_t = stylegan2::metrics::DEFAULT_BATCH)]
+        #[arg(long, default_value_t = stylegan2::metrics::DEFAULT_BATCH, value_parser = flags::usize_in(1, flags::MAX_BATCH))]
         batch: usize,
         #[arg(long, default_value = "auto")]
         device: String,
-        /// Also write the results as JSON here.
+        /// Skip images of --data that cannot be decoded (counted) instead of
+        /// refusing the dataset.
         #[arg(long)]
+        skip_bad: bool,
+        /// Also write the results as JSON here.
+        #[arg(long, value_parser = flags::path)]
         out: Option<PathBuf>,
     },
 }
+
+/// The most images per set of a metric.
+const MAX_METRIC_IMAGES: usize = 1 << 20;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -318,6 +350,62 @@ fn main() -> ExitCode {
     }
 }
 
+/// `r`, its error prefixed with the flag the value came from (unless the
+/// message already starts with it).
+fn at<T, E: std::fmt::Display>(flag: &str, r: Result<T, E>) -> Result<T, String> {
+    r.map_err(|e| {
+        let m = e.to_string();
+        if m.starts_with(flag) {
+            m
+        } else {
+            format!("{flag}: {m}")
+        }
+    })
+}
+
+/// A known preset name.
+fn preset(flag: &str, name: &str) -> Result<(), String> {
+    if stylegan2::model::PRESETS.contains(&name) {
+        return Ok(());
+    }
+    Err(format!(
+        "{flag}: unknown preset '{name}'; expected one of {}",
+        stylegan2::model::PRESETS.join(", ")
+    ))
+}
+
+/// An existing file, before anything costly is done.
+fn input_file(flag: &str, path: &Path) -> Result<(), String> {
+    if !path.is_file() {
+        return Err(format!(
+            "{flag} {}: {}",
+            path.display(),
+            if path.exists() {
+                "not a file"
+            } else {
+                "no such file"
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// An output directory that can be created, before anything costly is done.
+fn out_dir(flag: &str, path: &Path) -> Result<(), String> {
+    at(flag, fsio::create_dir_all(path))
+}
+
+/// An output file whose directory can be created.
+fn out_file(flag: &str, path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("{flag} {}: is a directory", path.display()));
+    }
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => out_dir(flag, dir),
+        None => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Bench {
@@ -325,30 +413,28 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             iters,
             quick,
             only,
-            preset,
+            cfg,
             resolution,
             batch,
             peak_tflops,
             out,
         } => {
             // Flags first: a typo should not cost a GPU probe.
-            if iters == 0 {
-                return Err("--iters must be at least 1".into());
-            }
             let only = only
                 .iter()
-                .map(|s| bench::Section::parse(s.trim()))
+                .map(|s| at("--only", bench::Section::parse(s.trim())))
                 .collect::<Result<Vec<_>, _>>()?;
-            if let Some(t) = peak_tflops {
-                bench::Peak::given(t)?;
+            if let Some(p) = &cfg {
+                preset("--cfg", p)?;
             }
-            let device = Device::parse(&device)?;
+            out_file("--out", &out)?;
+            let device = at("--device", Device::parse(&device))?;
             let opts = bench::Options::new(
                 device,
                 iters,
                 quick,
                 &only,
-                preset,
+                cfg,
                 resolution,
                 batch,
                 peak_tflops,
@@ -361,8 +447,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 println!("\npeak {} TFLOP/s ({})", p.tflops, p.source);
             }
             let json = serde_json::to_string_pretty(&report.to_json())?;
-            std::fs::write(&out, json)
-                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            fsio::write(&out, json.as_bytes())?;
             println!("wrote {}", out.display());
             Ok(())
         }
@@ -394,12 +479,24 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             target,
             augpipe,
             ada_kimg,
+            skip_bad,
         } => {
-            if grid == 0 {
-                return Err("--grid must be at least 1".into());
+            if metrics.iter().any(|m| m.trim().is_empty()) {
+                return Err("--metrics: an empty name; give swd or none".into());
             }
-            let metrics = stylegan2::metrics::Metric::parse_list(&metrics)?;
-            let device = Device::parse(&device)?;
+            let metrics = at(
+                "--metrics",
+                stylegan2::metrics::Metric::parse_list(&metrics),
+            )?;
+            let modconv = at("--modconv", ModConvPath::parse(&modconv))?;
+            if let Some(p) = &cfg {
+                preset("--cfg", p)?;
+            }
+            if let Some(r) = &resume {
+                input_file("--resume", r)?;
+            }
+            out_dir("--outdir", &outdir)?;
+            let device = at("--device", Device::parse(&device))?;
             let opts = TrainOptions {
                 preset: cfg,
                 resolution,
@@ -422,8 +519,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 metrics,
                 metrics_num,
                 cond,
-                modconv: ModConvPath::parse(&modconv)?,
-                aug: aug.as_deref().map(AugMode::parse).transpose()?,
+                modconv,
+                skip_bad,
+                aug: aug
+                    .as_deref()
+                    .map(|a| at("--aug", AugMode::parse(a)))
+                    .transpose()?,
                 augment_p,
                 ada_target: target,
                 augpipe,
@@ -438,7 +539,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     p.display()
                 );
                 println!(
-                    "sample: stylegan2 generate --weights {} --seeds 0-15{} --out {}",
+                    "sample: stylegan2 generate --network {} --seeds 0-15{} --outdir {}",
                     p.display(),
                     if summary.c_dim > 0 { " --class 0" } else { "" },
                     summary.run_dir.join("samples").display()
@@ -456,8 +557,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             device,
             out,
         } => {
-            let pipe = AugmentPipe::preset(&augpipe)?;
-            let img = augment_grid(&data, &pipe, p, num, draws, seed, Device::parse(&device)?)?;
+            let pipe = at("--augpipe", AugmentPipe::preset(&augpipe))?;
+            let device = at("--device", Device::parse(&device))?;
+            let img = augment_grid(&data, &pipe, p, num, draws, seed, device)?;
             mcli::save_png(&img, &out)?;
             println!(
                 "wrote {} (top row: {data}; {draws} rows of --augpipe {augpipe} at p {p})",
@@ -471,17 +573,28 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             resolution,
             transform,
             quiet,
+            skip_bad,
         } => {
+            let transform = at("--transform", Transform::parse(&transform))?;
+            if !source.exists() {
+                return Err(
+                    format!("--source {}: no such file or directory", source.display()).into(),
+                );
+            }
+            if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+                out_dir("--dest", dir)?;
+            }
             let opts = ConvertOptions {
-                transform: Transform::parse(&transform)?,
+                transform,
                 source,
                 dest,
                 resolution,
                 progress: !quiet,
+                skip_bad,
             };
             let s = convert(&opts)?;
             println!(
-                "wrote {} images ({}×{}, {}{}) to {}",
+                "wrote {} images ({}×{}, {}{}) to {}{}",
                 s.images,
                 s.resolution,
                 s.resolution,
@@ -491,59 +604,73 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 } else {
                     ", no labels".into()
                 },
-                opts.dest.display()
+                opts.dest.display(),
+                if s.skipped > 0 {
+                    format!("; skipped {} unreadable (--skip-bad)", s.skipped)
+                } else {
+                    String::new()
+                }
             );
             Ok(())
         }
         Command::Init {
-            preset,
+            cfg,
             resolution,
             channels,
             c_dim,
             seed,
             out,
         } => {
-            let cfg = ModelConfig::preset(&preset, resolution, channels, c_dim)?;
+            preset("--cfg", &cfg)?;
+            if channels == 2 {
+                return Err("--channels 2: expected 1 (gray) or 3 (RGB)".into());
+            }
+            out_file("--out", &out)?;
+            let config = ModelConfig::preset(&cfg, resolution, channels, c_dim)?;
             let mut rng = stylegan2::rng(seed);
-            let g = Generator::new(&cfg.generator, &mut rng, Device::Cpu)?;
-            let d = Discriminator::new(&cfg.discriminator, &mut rng, Device::Cpu)?;
-            save_networks(&out, &cfg, &[("G", &g), ("D", &d), ("G_ema", &g)])?;
-            println!(
-                "wrote {} ({preset}, {resolution}x{resolution})",
-                out.display()
-            );
+            let g = Generator::new(&config.generator, &mut rng, Device::Cpu)?;
+            let d = Discriminator::new(&config.discriminator, &mut rng, Device::Cpu)?;
+            save_networks(&out, &config, &[("G", &g), ("D", &d), ("G_ema", &g)])?;
+            println!("wrote {} ({cfg}, {resolution}x{resolution})", out.display());
             Ok(())
         }
         Command::Generate {
-            weights,
+            network,
             seeds,
             trunc,
             trunc_cutoff,
             noise_mode,
             class,
             device,
-            out,
+            outdir,
         } => {
-            let device = Device::parse(&device)?;
+            let seeds = RangeList::parse(&seeds, "--seeds", flags::MAX_SEEDS)?.values();
+            let noise_mode = at("--noise-mode", NoiseMode::parse(&noise_mode))?;
+            input_file("--network", &network)?;
+            out_dir("--outdir", &outdir)?;
+            let device = at("--device", Device::parse(&device))?;
             let opts = GenerateOptions {
-                seeds: mcli::parse_seeds(&seeds)?,
+                seeds,
                 truncation: Truncation {
                     psi: trunc,
                     cutoff: trunc_cutoff,
                 },
-                noise_mode: NoiseMode::parse(&noise_mode)?,
+                noise_mode,
                 class,
-                outdir: out,
+                outdir,
                 grid: true,
             };
-            let (_, g) = load_generator(&weights, device)?;
-            for path in mcli::generate(&g, &opts)? {
-                println!("wrote {}", path.display());
-            }
+            let (_, g) = at("--network", load_generator(&network, device))?;
+            let written = mcli::generate(&g, &opts)?;
+            println!(
+                "wrote {} PNGs to {} (seedNNNN.png, grid.png)",
+                written.len(),
+                opts.outdir.display()
+            );
             Ok(())
         }
         Command::StyleMix {
-            weights,
+            network,
             rows,
             cols,
             styles,
@@ -553,19 +680,32 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             device,
             out,
         } => {
-            let device = Device::parse(&device)?;
-            let styles: Vec<usize> = mcli::parse_seeds(&styles)?
-                .into_iter()
-                .map(|s| s as usize)
-                .collect();
-            let (_, g) = load_generator(&weights, device)?;
+            let rows = RangeList::parse(&rows, "--rows", flags::MAX_FIGURE_SEEDS)?.values();
+            let cols = RangeList::parse(&cols, "--cols", flags::MAX_FIGURE_SEEDS)?.values();
+            let styles = RangeList::parse(&styles, "--styles", 1024)?;
+            let noise_mode = at("--noise-mode", NoiseMode::parse(&noise_mode))?;
+            input_file("--network", &network)?;
+            out_file("--out", &out)?;
+            let device = at("--device", Device::parse(&device))?;
+            let (_, g) = at("--network", load_generator(&network, device))?;
+            let num_ws = g.num_ws() as u64;
+            if styles.max() >= num_ws {
+                return Err(format!(
+                    "--styles: style {} out of range: {} has {num_ws} ws (0-{})",
+                    styles.max(),
+                    network.display(),
+                    num_ws - 1
+                )
+                .into());
+            }
+            let styles: Vec<usize> = styles.values().into_iter().map(|s| s as usize).collect();
             let fig = mcli::style_mix(
                 &g,
-                &mcli::parse_seeds(&rows)?,
-                &mcli::parse_seeds(&cols)?,
+                &rows,
+                &cols,
                 &styles,
                 Truncation::psi(trunc),
-                NoiseMode::parse(&noise_mode)?,
+                noise_mode,
                 class,
             )?;
             mcli::save_png(&fig, &out)?;
@@ -573,25 +713,28 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Metric {
-            weights,
+            network,
             data,
             num,
             seed,
             trunc,
             batch,
             device,
+            skip_bad,
             out,
         } => metric(
-            &weights,
+            &network,
             &data,
             num,
             seed,
             trunc,
             batch,
             &device,
+            skip_bad,
             out.as_deref(),
         ),
         Command::Info { file } => {
+            input_file("FILE", &file)?;
             print!("{}", mcli::info(&file)?);
             Ok(())
         }
@@ -601,34 +744,40 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 /// `stylegan2 metric`: SWD of a snapshot's G_ema against a dataset.
 #[allow(clippy::too_many_arguments)]
 fn metric(
-    weights: &std::path::Path,
+    weights: &Path,
     data: &str,
     num: usize,
     seed: u64,
     trunc: f32,
     batch: usize,
     device: &str,
-    out: Option<&std::path::Path>,
+    skip_bad: bool,
+    out: Option<&Path>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use stylegan2::data::{self, Loader};
     use stylegan2::metrics::Swd;
-    // Flags first: a typo should not cost loading the network.
-    if num == 0 {
-        return Err("--num must be at least 1".into());
+    // Flags first (numbers are checked by their parsers): a typo should
+    // not cost loading the network.
+    input_file("--network", weights)?;
+    if let Some(out) = out {
+        out_file("--out", out)?;
     }
-    if batch == 0 {
-        return Err("--batch must be at least 1".into());
-    }
-    if !trunc.is_finite() {
-        return Err(format!("--trunc {trunc} must be a finite number").into());
-    }
-    let device = Device::parse(device)?;
-    let (_, g) = load_generator(weights, device)?;
+    let device = at("--device", Device::parse(device))?;
+    let (_, g) = at("--network", load_generator(weights, device))?;
     let (res, ch) = (g.config.img_resolution, g.config.img_channels);
     // Synthetic data is drawn at the network's resolution; a folder has its own.
     let synthetic = data.starts_with("synthetic");
     // A conditional generator gets the reals' labels.
-    let ds = data::open_with_labels(data, synthetic.then_some(res), seed, g.config.c_dim > 0)?;
+    let ds = data::open_opts(
+        data,
+        &data::OpenOptions {
+            resolution: synthetic.then_some(res),
+            seed,
+            labels: g.config.c_dim > 0,
+            skip_bad,
+            progress: true,
+        },
+    )?;
     if ds.resolution() != res || ds.channels() != ch {
         return Err(format!(
             "{data} holds {0}×{0} images with {1} channels, but {2} generates {res}×{res} with {ch}",
@@ -675,11 +824,10 @@ fn metric(
         for (k, v) in result.named() {
             m.insert(k, v.into());
         }
-        std::fs::write(
+        fsio::write(
             out,
-            serde_json::to_string_pretty(&serde_json::Value::Object(m))?,
-        )
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            serde_json::to_string_pretty(&serde_json::Value::Object(m))?.as_bytes(),
+        )?;
         println!("wrote {}", out.display());
     }
     Ok(())

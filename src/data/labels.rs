@@ -213,3 +213,25 @@ pub fn parse(json: &[u8], names: &[String], what: &str) -> Result<Option<Parsed>
     };
     Ok(Some(Parsed { labels, raw }))
 }
+
+impl Parsed {
+    /// The labels of images `keep` (indices into the parsed order), with
+    /// the label size of the whole file (skipping an image does not change
+    /// `c_dim`).
+    pub fn select(&self, keep: &[usize]) -> Parsed {
+        let labels = match &self.labels {
+            Labels::Classes { classes, dim } => Labels::Classes {
+                classes: keep.iter().map(|&i| classes[i]).collect(),
+                dim: *dim,
+            },
+            Labels::Vectors { values, dim } => Labels::Vectors {
+                values: keep.iter().map(|&i| values[i].clone()).collect(),
+                dim: *dim,
+            },
+        };
+        Parsed {
+            labels,
+            raw: keep.iter().map(|&i| self.raw[i].clone()).collect(),
+        }
+    }
+}

@@ -3,12 +3,13 @@
 //! serves shuffled batches (with optional x-flips) as tensors in [-1, 1],
 //! and their labels for conditional training.
 
+pub mod decode;
 pub mod folder;
 pub mod labels;
 pub mod synthetic;
 pub mod tool;
 
-pub use folder::{Files, ImageFolder};
+pub use folder::{CheckOptions, Files, ImageFolder};
 pub use labels::Labels;
 pub use synthetic::Synthetic;
 
@@ -32,6 +33,10 @@ pub trait Dataset: Send {
     fn channels(&self) -> usize;
     /// Image `index` as `[C, H, W]` bytes; errors name the file.
     fn image(&self, index: usize) -> Result<Vec<u8>>;
+    /// Images left out when the set was opened (`--skip-bad`).
+    fn skipped(&self) -> usize {
+        0
+    }
     /// Size of the labels (0: unlabeled).
     fn label_dim(&self) -> usize {
         0
@@ -60,33 +65,82 @@ pub fn open_with_labels(
     seed: u64,
     labels: bool,
 ) -> Result<Box<dyn Dataset>> {
+    open_opts(
+        spec,
+        &OpenOptions {
+            resolution,
+            seed,
+            labels,
+            ..OpenOptions::default()
+        },
+    )
+}
+
+/// The most images `synthetic:N` may have (the loader keeps a permutation
+/// of them in memory).
+pub const MAX_SYNTHETIC: usize = 1 << 24;
+
+/// How a `--data` value is opened (see [`open_opts`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    /// The resolution of synthetic data (default 32); for a folder, the
+    /// resolution it must have (given by the user as `--resolution`).
+    pub resolution: Option<usize>,
+    /// The seed of synthetic data.
+    pub seed: u64,
+    /// Labels: `dataset.json` of a folder, the shape kind of synthetic data.
+    pub labels: bool,
+    /// Skip unreadable images of a folder (see [`CheckOptions::skip_bad`]).
+    pub skip_bad: bool,
+    /// A progress bar while a large folder is checked.
+    pub progress: bool,
+}
+
+/// Opens the dataset named by a `--data` value: `synthetic` (or
+/// `synthetic:N`) or a directory / `.zip` of images, checked completely
+/// (see [`ImageFolder::open_checked`]). Errors name `--data`.
+pub fn open_opts(spec: &str, o: &OpenOptions) -> Result<Box<dyn Dataset>> {
     if let Some(rest) = spec.strip_prefix("synthetic") {
         let count = match rest.strip_prefix(':') {
             None if rest.is_empty() => synthetic::DEFAULT_COUNT,
             Some(n) => match n.parse::<usize>() {
-                Ok(n) if n > 0 => n,
+                Ok(n) if (1..=MAX_SYNTHETIC).contains(&n) => n,
                 _ => {
                     return invalid(
-                        "data",
-                        format!("'{spec}': expected synthetic or synthetic:N with N ≥ 1"),
+                        "--data",
+                        format!(
+                            "'{spec}': expected synthetic or synthetic:N with N in 1..={}",
+                            MAX_SYNTHETIC
+                        ),
                     )
                 }
             },
             None => {
                 return invalid(
-                    "data",
+                    "--data",
                     format!("'{spec}': expected synthetic or synthetic:N with N ≥ 1"),
                 )
             }
         };
-        let ds = Synthetic::new(resolution.unwrap_or(32), 3, count, seed)?;
-        return Ok(Box::new(if labels { ds.with_labels() } else { ds }));
+        let ds = Synthetic::new(o.resolution.unwrap_or(32), 3, count, o.seed)?;
+        return Ok(Box::new(if o.labels { ds.with_labels() } else { ds }));
     }
-    let ds = ImageFolder::open_with(Path::new(spec), labels)?;
-    if let Some(r) = resolution {
+    if spec.trim().is_empty() {
+        return invalid("--data", "an empty path");
+    }
+    let ds = ImageFolder::open_checked(
+        Path::new(spec),
+        CheckOptions {
+            labels: o.labels,
+            skip_bad: o.skip_bad,
+            progress: o.progress,
+        },
+    )
+    .map_err(|e| crate::Error::Io(format!("--data {spec}: {e}")))?;
+    if let Some(r) = o.resolution {
         if r != ds.resolution() {
             return invalid(
-                "data",
+                "--data",
                 format!(
                     "{spec} holds {0}×{0} images, but --resolution {r} was asked for",
                     ds.resolution()

@@ -7,9 +7,11 @@
 //! source's `dataset.json` are carried over, keyed by the new names.
 
 use super::check_resolution;
-use super::folder::{header, Files};
+use super::decode::decode;
+use super::folder::Files;
 use super::labels::LABEL_FILE;
 use crate::error::{invalid, Error, Result};
+use crate::fsio::{self, CheckedFile};
 use image::imageops::FilterType;
 use image::DynamicImage;
 use std::io::Write;
@@ -53,6 +55,10 @@ pub struct ConvertOptions {
     pub transform: Transform,
     /// Draw a progress bar.
     pub progress: bool,
+    /// Skip source images that cannot be decoded (counted in
+    /// [`ConvertSummary::skipped`] and listed on stderr) instead of
+    /// stopping.
+    pub skip_bad: bool,
 }
 
 /// What a conversion wrote.
@@ -63,6 +69,8 @@ pub struct ConvertSummary {
     pub channels: usize,
     /// Label size (0: no labels).
     pub label_dim: usize,
+    /// Source images skipped as unreadable (`skip_bad`).
+    pub skipped: usize,
 }
 
 /// The official archive name of image `idx`: `00001/img00001234.png`.
@@ -74,8 +82,7 @@ pub fn image_name(idx: usize) -> String {
 enum Sink {
     Dir(PathBuf),
     Zip {
-        writer: Box<zip::ZipWriter<std::fs::File>>,
-        tmp: PathBuf,
+        writer: Box<zip::ZipWriter<CheckedFile>>,
         dest: PathBuf,
     },
 }
@@ -95,18 +102,10 @@ impl Sink {
             if dest.is_dir() || std::fs::metadata(dest).is_ok_and(|m| m.len() > 0) {
                 return refuse();
             }
-            if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
-            }
-            // Written aside and renamed at the end: a failed run leaves no
-            // half archive under the destination's name.
-            let tmp = dest.with_extension("zip.partial");
-            let file = std::fs::File::create(&tmp)
-                .map_err(|e| Error::Io(format!("creating {}: {e}", tmp.display())))?;
+            // Written aside and renamed at the end (fsio): a failed run
+            // leaves no half archive under the destination's name.
             Ok(Sink::Zip {
-                writer: Box::new(zip::ZipWriter::new(file)),
-                tmp,
+                writer: Box::new(zip::ZipWriter::new(CheckedFile::create(dest)?)),
                 dest: dest.to_path_buf(),
             })
         } else {
@@ -121,26 +120,17 @@ impl Sink {
             {
                 return refuse();
             }
-            std::fs::create_dir_all(dest)
-                .map_err(|e| Error::Io(format!("creating {}: {e}", dest.display())))?;
+            fsio::create_dir_all(dest)?;
             Ok(Sink::Dir(dest.to_path_buf()))
         }
     }
 
     fn add(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         match self {
-            Sink::Dir(root) => {
-                let path = root.join(name);
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
-                }
-                std::fs::write(&path, bytes)
-                    .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
-            }
-            Sink::Zip { writer, tmp, .. } => {
+            Sink::Dir(root) => fsio::write(&root.join(name), bytes),
+            Sink::Zip { writer, dest } => {
                 let err =
-                    |e: String| Error::Io(format!("writing {name} to {}: {e}", tmp.display()));
+                    |e: String| Error::Io(format!("writing {name} to {}: {e}", dest.display()));
                 let opts = zip::write::SimpleFileOptions::default()
                     .compression_method(zip::CompressionMethod::Stored);
                 writer
@@ -154,24 +144,10 @@ impl Sink {
     fn finish(self) -> Result<()> {
         match self {
             Sink::Dir(_) => Ok(()),
-            Sink::Zip { writer, tmp, dest } => {
-                let done = writer
-                    .finish()
-                    .map_err(|e| Error::Io(format!("writing {}: {e}", tmp.display())))
-                    .and_then(|_| {
-                        std::fs::rename(&tmp, &dest).map_err(|e| {
-                            Error::Io(format!(
-                                "renaming {} to {}: {e}",
-                                tmp.display(),
-                                dest.display()
-                            ))
-                        })
-                    });
-                if done.is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                done
-            }
+            Sink::Zip { writer, dest } => writer
+                .finish()
+                .map_err(|e| Error::Io(format!("writing {}: {e}", dest.display())))?
+                .commit(),
         }
     }
 
@@ -181,10 +157,8 @@ impl Sink {
             Sink::Dir(root) => {
                 let _ = std::fs::remove_dir_all(root);
             }
-            Sink::Zip { writer, tmp, .. } => {
-                drop(writer);
-                let _ = std::fs::remove_file(tmp);
-            }
+            // Dropping the uncommitted file removes its temporary.
+            Sink::Zip { writer, .. } => drop(writer),
         }
     }
 }
@@ -246,16 +220,20 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
             "--transform center-crop and center-crop-wide need --resolution",
         );
     }
-    let files = Files::open(&opts.source)?;
-    let labels = files.labels()?;
-    // Headers first: a bad file stops the run before anything is written,
-    // and the output is gray only if every input is.
+    let mut files = Files::open(&opts.source)?;
+    // Every image decoded once before anything is written: a bad file stops
+    // the run (or is skipped with --skip-bad), and the output is gray only
+    // if every input is.
+    let (keep, sizes, skipped) = files.check(opts.skip_bad, opts.progress)?;
+    let labels = files.labels()?.map(|p| p.select(&keep));
+    if !skipped.is_empty() {
+        files.retain(&keep);
+    }
     let mut all_gray = true;
     let mut first: Option<(u32, u32, String)> = None;
-    for i in 0..files.len() {
+    for (i, &(w, h, c)) in sizes.iter().enumerate() {
         let what = files.file_name(i);
-        let (w, h, gray) = header(&files.read(i)?, &what)?;
-        all_gray &= gray;
+        all_gray &= c == 1;
         if opts.transform == Transform::None && opts.resolution.is_none() {
             // Kept as they are: must already be training images.
             if w != h {
@@ -299,10 +277,10 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
         let mut out_labels = Vec::new();
         for i in 0..files.len() {
             let what = files.file_name(i);
-            let img = image::load_from_memory(&files.read(i)?)
-                .map_err(|e| Error::Io(format!("{what}: cannot decode the image ({e})")))?;
+            let img = decode(&files.read(i)?, &what)?.into_dynamic();
+            // Gray only if all are; never RGB to gray.
             let img = if all_gray {
-                DynamicImage::ImageLuma8(img.to_luma8())
+                img
             } else {
                 DynamicImage::ImageRgb8(img.to_rgb8())
             };
@@ -336,5 +314,6 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
         resolution,
         channels,
         label_dim: labels.as_ref().map_or(0, |p| p.labels.dim()),
+        skipped: skipped.len(),
     })
 }

@@ -3,7 +3,6 @@
 //! report of a network file.
 
 use super::generator::Generator;
-use super::io::read_networks;
 use super::mapping::Truncation;
 use super::synthesis::SynthesisOptions;
 use super::{Discriminator, ModelConfig};
@@ -50,36 +49,11 @@ pub fn class_label(g: &Generator, class: Option<usize>, device: Device) -> Resul
     }
 }
 
-/// Parses a seed list as the official scripts do: `"0,5,10-12"` → 0, 5, 10, 11, 12.
+/// Parses a seed list as the official scripts do: `"0,5,10-12"` → 0, 5, 10,
+/// 11, 12; at most [`crate::flags::MAX_SEEDS`] seeds, checked before any
+/// is listed (see [`crate::flags::RangeList`]).
 pub fn parse_seeds(s: &str) -> Result<Vec<u64>> {
-    let bad = |part: &str| -> Result<Vec<u64>> {
-        invalid(
-            "seeds",
-            format!("'{part}' in '{s}' is not a seed or a range a-b"),
-        )
-    };
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (Ok(a), Ok(b)) = (a.trim().parse::<u64>(), b.trim().parse::<u64>()) else {
-                    return bad(part);
-                };
-                if a > b {
-                    return bad(part);
-                }
-                out.extend(a..=b);
-            }
-            None => match part.parse::<u64>() {
-                Ok(v) => out.push(v),
-                Err(_) => return bad(part),
-            },
-        }
-    }
-    if out.is_empty() {
-        return invalid("seeds", format!("no seeds in '{s}'"));
-    }
-    Ok(out)
+    Ok(crate::flags::RangeList::parse(s, "--seeds", crate::flags::MAX_SEEDS)?.values())
 }
 
 /// Images `[N, C, H, W]` in [-1, 1] to 8-bit images as the official
@@ -139,14 +113,13 @@ pub fn grid(images: &[DynamicImage], cols: usize) -> Result<DynamicImage> {
     Ok(canvas)
 }
 
-/// Writes a PNG, creating the parent directory.
+/// Writes a PNG through the checked writer ([`crate::fsio`]), creating the
+/// parent directory; a failed write leaves no file and names `path`.
 pub fn save_png(img: &DynamicImage, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
-    }
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| Error::Io(format!("encoding {}: {e}", path.display())))?;
+    crate::fsio::write(path, &png)
 }
 
 /// Options of `generate`.
@@ -290,8 +263,38 @@ pub fn style_mix(
 /// (`G`, `D`, `G_ema`), the number of tensors and of trainable parameters.
 pub fn info(path: impl AsRef<Path>) -> Result<String> {
     let path = path.as_ref();
-    let (config, sd) = read_networks(path, Device::Cpu)?;
+    let (sd, meta) = crate::nn::StateDict::load_safetensors(path, Device::Cpu)?;
+    let config = meta
+        .get(super::CONFIG_KEY)
+        .map(|s| {
+            ModelConfig::from_json(s).map_err(|e| {
+                Error::Io(format!(
+                    "{}: {} metadata: {e}",
+                    path.display(),
+                    super::CONFIG_KEY
+                ))
+            })
+        })
+        .transpose()?;
     let mut out = format!("{}\n", path.display());
+    // A training snapshot's counters (see `train::checkpoint`).
+    match meta
+        .get(crate::train::STATE_KEY)
+        .map(|s| serde_json::from_str::<crate::train::TrainState>(s))
+    {
+        Some(Ok(st)) => {
+            out += &format!(
+                "training progress: {:.3} kimg ({} images shown), step {}, pl_mean {}, seed {}\n",
+                st.cur_nimg as f64 / 1000.0,
+                st.cur_nimg,
+                st.step,
+                st.pl_mean,
+                st.seed
+            )
+        }
+        Some(Err(e)) => out += &format!("training state unreadable: {e}\n"),
+        None => out += "no training state (a network file, not a snapshot)\n",
+    }
     let mut prefixes: Vec<String> = Vec::new();
     for n in sd.names() {
         let p = n.split('.').next().unwrap_or("").to_string();

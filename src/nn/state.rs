@@ -224,8 +224,10 @@ impl StateDict {
                     .map_err(|e| Error::Internal(format!("safetensors view of {n}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        safetensors::serialize_to_file(views, metadata, path)
-            .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+        // Through the checked writer: a failed write leaves no partial file.
+        crate::fsio::write_via_path(path, |tmp| {
+            safetensors::serialize_to_file(views, metadata, tmp)
+        })
     }
 
     /// Reads a safetensors file (F32, F16, BF16 or F64 tensors, converted to

@@ -46,8 +46,9 @@ pub struct Checkpoint<'a> {
     pub state: TrainState,
 }
 
-/// Writes a snapshot to `path` (through a temporary file renamed into
-/// place, so an interrupted write never leaves a truncated snapshot).
+/// Writes a snapshot to `path` (through [`crate::fsio`]: a temporary file
+/// renamed into place, so a failed or interrupted write never leaves a
+/// truncated snapshot or a stray temporary).
 pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
     let mut sd = StateDict::new();
     sd.extend_prefixed("G", &ck.g.state_dict());
@@ -63,10 +64,7 @@ pub fn save(path: &Path, ck: &Checkpoint) -> Result<()> {
             .map_err(|e| Error::Internal(format!("training state to JSON: {e}")))?,
     );
     meta.insert("format".to_string(), "pt".to_string());
-    let tmp = path.with_extension("safetensors.tmp");
-    sd.save_safetensors(&tmp, Some(meta))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::Io(format!("renaming {} into place: {e}", tmp.display())))
+    sd.save_safetensors(path, Some(meta))
 }
 
 /// A snapshot or network file as read for resuming.

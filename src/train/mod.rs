@@ -81,6 +81,9 @@ pub struct TrainOptions {
     /// How G's modulated convolutions run while training (`Auto`: the fused
     /// kernel on Cuda and Sim, the unfused composition on the CPU).
     pub modconv: ModConvPath,
+    /// Skip dataset images that cannot be decoded (counted and reported)
+    /// instead of refusing the dataset.
+    pub skip_bad: bool,
     /// Discriminator augmentation (`--aug`); `None`: `ada` for image
     /// folders and zips, `noaug` for synthetic data.
     pub aug: Option<AugMode>,
@@ -121,6 +124,7 @@ impl Default for TrainOptions {
             metrics_num: None,
             cond: false,
             modconv: ModConvPath::Auto,
+            skip_bad: false,
             aug: None,
             augment_p: None,
             ada_target: None,
@@ -421,14 +425,31 @@ impl Trainer {
             .transpose()?;
 
         // Data first: its resolution and channels shape the networks.
-        let want_res = opts.resolution.or(resumed
-            .as_ref()
-            .map(|(_, l)| l.config.generator.img_resolution));
+        // Synthetic data is drawn at the snapshot's resolution; a folder
+        // has its own, checked against --resolution only if it was given
+        // (the snapshot's is compared below, naming both sides).
+        let synthetic = opts.data.starts_with("synthetic");
+        let want_res = if synthetic {
+            opts.resolution.or(resumed
+                .as_ref()
+                .map(|(_, l)| l.config.generator.img_resolution))
+        } else {
+            opts.resolution
+        };
         let resumed_c_dim = resumed
             .as_ref()
             .map_or(0, |(_, l)| l.config.generator.c_dim);
         let cond = opts.cond || resumed_c_dim > 0;
-        let dataset = data::open_with_labels(&opts.data, want_res, opts.seed, cond)?;
+        let dataset = data::open_opts(
+            &opts.data,
+            &data::OpenOptions {
+                resolution: want_res,
+                seed: opts.seed,
+                labels: cond,
+                skip_bad: opts.skip_bad,
+                progress: opts.progress,
+            },
+        )?;
         let (res, channels) = (dataset.resolution(), dataset.channels());
         if opts.metrics.contains(&crate::metrics::Metric::Swd) && res < swd::MIN_RESOLUTION {
             return invalid(
@@ -467,13 +488,14 @@ impl Trainer {
                     }
                 }
                 if cfg.generator.img_resolution != res || cfg.generator.img_channels != channels {
+                    let r = cfg.generator.img_resolution;
                     return invalid(
                         "train",
                         format!(
-                            "{} holds {}×{0} networks with {} channels, the data is {res}×{res} with {channels}",
+                            "--resume {}: the snapshot's networks are {r}×{r} with {} channels; the data (--data {}) is {res}×{res} with {channels}",
                             path.display(),
-                            cfg.generator.img_resolution,
-                            cfg.generator.img_channels
+                            cfg.generator.img_channels,
+                            opts.data
                         ),
                     );
                 }
@@ -593,8 +615,7 @@ impl Trainer {
                 next_run_dir(&trainer.opts.outdir, &desc)?
             }
         };
-        std::fs::create_dir_all(&trainer.run_dir)
-            .map_err(|e| Error::Io(format!("creating {}: {e}", trainer.run_dir.display())))?;
+        crate::fsio::create_dir_all(&trainer.run_dir)?;
         Ok(trainer)
     }
 
@@ -837,11 +858,10 @@ impl Trainer {
     pub fn run(&mut self) -> Result<TrainSummary> {
         let total = (self.opts.kimg * 1000.0).ceil() as u64;
         let snap = (self.opts.snap_kimg * 1000.0).round() as u64;
-        std::fs::write(
-            self.run_dir.join("training_options.json"),
-            self.options_json()?,
-        )
-        .map_err(|e| Error::Io(format!("writing {}: {e}", self.run_dir.display())))?;
+        crate::fsio::write(
+            &self.run_dir.join("training_options.json"),
+            self.options_json()?.as_bytes(),
+        )?;
         save_png(&self.reals()?, &self.run_dir.join("reals.png"))?;
         save_png(
             &self.fakes()?,
@@ -906,8 +926,13 @@ impl Trainer {
             .cur_nimg
             .checked_div(snap)
             .map_or(u64::MAX, |k| (k + 1) * snap);
+        let mut first_step = true;
         while self.cur_nimg < total {
+            let t_step = Instant::now();
             self.step()?;
+            if std::mem::take(&mut first_step) {
+                self.announce_duration(t_step.elapsed().as_secs_f64(), total, &say, &bar);
+            }
             let (t0, n0) = interval_start;
             let sec_per_kimg =
                 t0.elapsed().as_secs_f64() / ((self.cur_nimg - n0) as f64 / 1000.0).max(1e-9);
@@ -962,6 +987,36 @@ impl Trainer {
             last_stats,
             c_dim: self.config.generator.c_dim,
         })
+    }
+
+    /// After the first step: when the run would take over an hour at that
+    /// pace, says so with the estimated time per kimg (the first step also
+    /// warms up, so this errs long).
+    fn announce_duration(
+        &self,
+        secs: f64,
+        total: u64,
+        say: &dyn Fn(&indicatif::ProgressBar, String),
+        bar: &indicatif::ProgressBar,
+    ) {
+        let per_kimg = secs / self.batch as f64 * 1000.0;
+        let left = per_kimg * total.saturating_sub(self.cur_nimg) as f64 / 1000.0;
+        if left < 3600.0 {
+            return;
+        }
+        let (amount, unit) = if left >= 2.0 * 86400.0 {
+            (left / 86400.0, "days")
+        } else {
+            (left / 3600.0, "hours")
+        };
+        say(
+            bar,
+            format!(
+                "estimated {per_kimg:.0} s/kimg on {} from the first step: the {:.3} kimg left would take about {amount:.1} {unit}",
+                self.opts.device,
+                total.saturating_sub(self.cur_nimg) as f64 / 1000.0
+            ),
+        );
     }
 
     /// The `--metrics` of G_ema as `(name, value)`; the reals' part of the
@@ -1020,7 +1075,6 @@ impl Trainer {
     }
 
     fn append_stats(&self, sec_per_kimg: f64, metrics: &[(String, f64)]) -> Result<()> {
-        use std::io::Write;
         let mut line = serde_json::Map::new();
         line.insert("kimg".into(), (self.cur_nimg as f64 / 1000.0).into());
         line.insert("step".into(), self.step.into());
@@ -1031,14 +1085,10 @@ impl Trainer {
         for (n, v) in self.ada_stats().into_iter().chain(metrics.iter().cloned()) {
             line.insert(n, v.into());
         }
-        let path = self.run_dir.join("stats.jsonl");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
-        writeln!(f, "{}", serde_json::Value::Object(line))
-            .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+        crate::fsio::append(
+            &self.run_dir.join("stats.jsonl"),
+            format!("{}\n", serde_json::Value::Object(line)).as_bytes(),
+        )
     }
 
     fn options_json(&self) -> Result<String> {
@@ -1054,13 +1104,16 @@ impl Trainer {
             "c_dim": self.config.generator.c_dim,
             "batch": self.batch,
             "kimg": o.kimg,
-            "glr": self.opt_g.config.lr * (G_REG_INTERVAL as f32 + 1.0) / G_REG_INTERVAL as f32,
-            "dlr": self.opt_d.config.lr * (D_REG_INTERVAL as f32 + 1.0) / D_REG_INTERVAL as f32,
-            "r1_gamma": self.loss.opts.r1_gamma,
-            "pl_weight": self.loss.opts.pl_weight,
-            "style_mixing_prob": self.loss.opts.style_mixing_prob,
-            "ema_kimg": self.ema_kimg,
-            "ema_rampup": self.ema_rampup,
+            // As given (before the lazy-regularization adjustment), in
+            // shortest decimal form: 0.0025, not 0.0024999999441206455.
+            "glr": decimal(o.glr.unwrap_or(self.config.training.lr)),
+            "dlr": decimal(o.dlr.unwrap_or(self.config.training.lr)),
+            "r1_gamma": decimal(self.loss.opts.r1_gamma),
+            "pl_weight": decimal(self.loss.opts.pl_weight),
+            "style_mixing_prob": decimal(self.loss.opts.style_mixing_prob),
+            "ema_kimg": decimal(self.ema_kimg),
+            "ema_rampup": self.ema_rampup.map(decimal),
+            "dataset_skipped": self.loader.dataset().skipped(),
             "G_reg_interval": G_REG_INTERVAL,
             "D_reg_interval": D_REG_INTERVAL,
             "snap_kimg": o.snap_kimg,
@@ -1081,11 +1134,31 @@ impl Trainer {
             "resume": o.resume.as_ref().map(|p| p.display().to_string()),
             "resume_step": self.step,
             "resume_nimg": self.cur_nimg,
-            "config": self.config,
+            // The networks; the preset's training defaults are left out:
+            // the values used are above (one kimg, one batch, ...).
+            "config": {
+                "preset": self.config.preset,
+                "generator": decimal_json(&self.config.generator)?,
+                "discriminator": decimal_json(&self.config.discriminator)?,
+            },
         });
         serde_json::to_string_pretty(&v)
             .map_err(|e| Error::Internal(format!("options to JSON: {e}")))
     }
+}
+
+/// An f32 as the f64 of its shortest decimal form, so JSON shows the number
+/// as it was typed.
+fn decimal(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(v as f64)
+}
+
+/// `v` as JSON with its f32 fields in shortest decimal form (0.01, where
+/// `serde_json::to_value` widens to 0.009999999776482582).
+fn decimal_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
+    serde_json::to_string(v)
+        .and_then(|s| serde_json::from_str(&s))
+        .map_err(|e| Error::Internal(format!("options to JSON: {e}")))
 }
 
 /// Columns of an n-image grid: the smallest divisor of n from √n up to 2√n
