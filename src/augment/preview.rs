@@ -2,20 +2,20 @@
 //! of the pipeline, to see what D sees at a given `p`.
 
 use super::AugmentPipe;
-use crate::data::{self, Loader};
+use crate::data::Loader;
 use crate::device::Device;
 use crate::error::{invalid, Result};
 use crate::model::cli::{grid, to_images};
 use image::DynamicImage;
 
-/// The first `num` images of `data` (a `--data` value) in the top row, then
+/// The first `num` images of `loader`'s dataset in the top row, then
 /// `draws` rows of the same images augmented by `pipe` at probability `p`
 /// (draws from the seeded generator `seed`).
 ///
-/// Errors: a dataset that cannot be opened, `num` or `draws` of 0, or
-/// images the pipeline cannot take (see `AugmentPipe::apply`).
+/// Errors: an image that cannot be read, `num` or `draws` of 0, or images
+/// the pipeline cannot take (see `AugmentPipe::apply`).
 pub fn augment_grid(
-    data: &str,
+    loader: &Loader,
     pipe: &AugmentPipe,
     p: f32,
     num: usize,
@@ -29,7 +29,6 @@ pub fn augment_grid(
     if !(p.is_finite() && p >= 0.0) {
         return invalid("augment", format!("--p {p} must be a finite number ≥ 0"));
     }
-    let loader = Loader::new(data::open(data, None, seed)?, false, seed)?;
     let num = num.min(loader.dataset().len());
     let idx: Vec<usize> = (0..num).collect();
     let reals = loader.images(&idx, &vec![false; num], device)?;

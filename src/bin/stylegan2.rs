@@ -157,7 +157,8 @@ enum Command {
         seed: u64,
         #[arg(long, default_value = "cpu")]
         device: String,
-        #[arg(long)]
+        /// The grid PNG to write.
+        #[arg(long, value_parser = flags::path)]
         out: PathBuf,
     },
     /// Make a training dataset (a simplified official dataset_tool.py):
@@ -557,10 +558,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             device,
             out,
         } => {
+            out_file("--out", &out)?;
             let pipe = at("--augpipe", AugmentPipe::preset(&augpipe))?;
             let device = at("--device", Device::parse(&device))?;
-            let img = augment_grid(&data, &pipe, p, num, draws, seed, device)?;
-            mcli::save_png(&img, &out)?;
+            let ds = at("--data", stylegan2::data::open(&data, None, seed))?;
+            let loader = at("--data", stylegan2::data::Loader::new(ds, false, seed))?;
+            let img = augment_grid(&loader, &pipe, p, num, draws, seed, device)?;
+            at("--out", mcli::save_png(&img, &out))?;
             println!(
                 "wrote {} (top row: {data}; {draws} rows of --augpipe {augpipe} at p {p})",
                 out.display()
