@@ -18,6 +18,12 @@ event pairs after warm-up. cuDNN runs with benchmark=True (as the official
 training loop) and TF32 off (as the official default allow_tf32=False; the
 Rust kernels are FP32 too); --tf32 turns it on.
 
+Precision rows (--precisions, default tf32,bf16,f16): the forward of both
+official paths again, pass "fwd <precision>" as the Rust bench's fused rows:
+tf32 = FP32 tensors with cuDNN TF32 allowed; bf16/f16 = tensors and weights in
+that dtype, channels_last, as the official FP16 layers run (use_fp16 casts x
+and the weight to float16 with memory_format=channels_last).
+
 Up-sampling layers follow the official conv2d_resample: a transposed
 convolution (stride 2) then the [1,3,3,1] FIR with gain 4 — here as the
 upfirdn2d reference implementation (pad + depthwise conv2d), since the
@@ -213,6 +219,11 @@ def main():
         help="torch device (default cuda; cpu only smoke-tests this script, timed by the wall clock)",
     )
     ap.add_argument("--tf32", action="store_true", help="allow TF32 in cuDNN (default off, as the official code)")
+    ap.add_argument(
+        "--precisions",
+        default="tf32,bf16,f16",
+        help="comma-separated forward precision rows after the FP32 ones: tf32, bf16, f16 (default all; '' for none)",
+    )
     ap.add_argument("--peak-tflops", type=float, help="device peak in TFLOP/s: fills fraction_of_peak")
     ap.add_argument("--out", default="torch_modconv.json", help="JSON output (default torch_modconv.json)")
     ap.add_argument("--list-cases", action="store_true", help="print the cases as JSON and exit (no torch needed)")
@@ -221,6 +232,10 @@ def main():
         ap.error("--iters must be >= 1 and --warmup >= 0")
     if a.peak_tflops is not None and not a.peak_tflops > 0:
         ap.error("--peak-tflops must be a positive number")
+    precisions = [p for p in a.precisions.split(",") if p]
+    for p in precisions:
+        if p not in ("tf32", "bf16", "f16"):
+            ap.error(f"--precisions: unknown precision '{p}': expected tf32, bf16 or f16")
 
     cases = load_cases(a.cases) if a.cases else mirror_cases(a.scale)
     if a.list_cases:
@@ -248,6 +263,7 @@ def main():
         f"on {name}, TF32 {'on' if a.tf32 else 'off'}, median of {a.iters} runs"
     )
     print(f"{'case':<24} {'path':<14} {'pass':<8} {'ms':>10} {'GFLOP/s':>9} {'vs unfused':>10}")
+    # ("vs unfused" of a precision row compares with torch-unfused at the same precision.)
 
     rows = []
 
@@ -296,6 +312,24 @@ def main():
             inputs = [x, w] if path == "torch-conv2d" else [x, w, s]
             gy = torch.randn(fwd().shape, device=dev, generator=g)
             push(case, path, "fwd+bwd", time(lambda: torch.autograd.grad(fwd(), inputs, gy)), 3 * fl)
+        for prec in precisions:
+            dtype = {"tf32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[prec]
+            fmt = torch.contiguous_format if prec == "tf32" else torch.channels_last
+            xp = x.detach().to(dtype=dtype, memory_format=fmt)
+            wp = w.detach().to(dtype=dtype, memory_format=fmt)
+            sp_, fp = s.detach().to(dtype), filt.to(dtype)
+            torch.backends.cudnn.allow_tf32 = prec == "tf32" or a.tf32
+            torch.backends.cuda.matmul.allow_tf32 = prec == "tf32" or a.tf32
+            for path, fused in (("torch-unfused", False), ("torch-grouped", True)):
+                try:
+                    with torch.no_grad():
+                        ms = time(lambda: modulated_conv2d(xp, wp, sp_, fp, case, fused))
+                except RuntimeError as e:  # e.g. a dtype the CPU backend lacks
+                    print(f"{case['name']:<24} {path:<14} fwd {prec}: skipped ({str(e).splitlines()[0]})")
+                    continue
+                push(case, path, f"fwd {prec}", ms, fl)
+            torch.backends.cudnn.allow_tf32 = a.tf32
+            torch.backends.cuda.matmul.allow_tf32 = a.tf32
 
     doc = {
         "format": "stylegan2-bench/2",
@@ -303,6 +337,7 @@ def main():
         "torch_version": torch.__version__,
         "cudnn_version": torch.backends.cudnn.version(),
         "tf32": a.tf32,
+        "precisions": precisions,
         "device": str(dev),
         "device_name": name,
         "iterations": a.iters,

@@ -44,7 +44,10 @@
 //! convolutions per image ([`synthesis_flops_per_image`]). Training rows
 //! report images/s only. `fraction_of_peak` is GFLOP/s over the peak of
 //! [`Peak`]: `--peak-tflops`, or for a few known GPUs their FP32
-//! (non-tensor-core) datasheet peak, since the kernels run FP32 FMAs.
+//! (non-tensor-core) datasheet peak, since the kernels run FP32 FMAs; the
+//! fused forward's tensor-core rows (`fwd tf32`, `fwd bf16`, `fwd f16`, on
+//! devices that run kernels) use the matching dense tensor-core peak
+//! ([`tensor_core_peak`]) instead.
 //!
 //! # JSON (`"format": "stylegan2-bench/2"`)
 //!
@@ -68,6 +71,7 @@
 //!       "path": "unfused" | "grouped" | "fused" | "conv2d" (modconv, generator)
 //!               | the training loop's path (train),
 //!       "pass": "fwd" | "bwd" (modconv, generator: "fwd")
+//!               | "fwd tf32" | "fwd bf16" | "fwd f16" (modconv, path "fused")
 //!               | "Gmain+Dmain" | "Gmain+Greg+Dmain" | "Gmain+Greg+Dmain+Dreg"
 //!               | "amortized" (train),
 //!       "median_ms": f64,
@@ -90,6 +94,7 @@ use crate::model::{
 use crate::nn::{Ctx, NoiseMode};
 use crate::ops::conv::{conv2d, Conv2d};
 use crate::ops::modconv::{modulated_conv2d, ModConv, ModConvPath};
+use crate::ops::precision::Precision;
 use crate::ops::upfirdn::setup_filter;
 use crate::train::{TrainOptions, Trainer, D_REG_INTERVAL, G_REG_INTERVAL};
 use crate::{no_grad, Device, Tensor};
@@ -287,6 +292,32 @@ impl Peak {
                 tflops,
                 source: format!("FP32 datasheet peak of '{device_name}'"),
             })
+    }
+}
+
+/// Dense tensor-core datasheet peaks (TFLOP/s, boost clock, no sparsity) of
+/// a few GPUs by their driver name, for the rows at `precision`
+/// (TF32, BF16/FP16); `None` for F32 and for other GPUs (the NVL boards
+/// included: their clocks differ from the SXM parts').
+pub fn tensor_core_peak(device_name: &str, precision: Precision) -> Option<f64> {
+    let n = device_name.to_ascii_uppercase();
+    if n.contains("NVL") {
+        return None;
+    }
+    // (name keys, TF32, BF16/FP16); most specific first.
+    let table: &[(&[&str], f64, f64)] = &[
+        (&["H200"], 494.7, 989.4),
+        (&["H100", "PCIE"], 378.0, 756.0),
+        (&["H100"], 494.7, 989.4),
+        (&["A100"], 156.0, 312.0),
+    ];
+    let &(_, tf32, half) = table
+        .iter()
+        .find(|(keys, _, _)| keys.iter().all(|k| n.contains(k)))?;
+    match precision {
+        Precision::F32 => None,
+        Precision::TF32 => Some(tf32),
+        Precision::BF16 | Precision::F16 => Some(half),
     }
 }
 
@@ -498,6 +529,9 @@ const PATHS: [ModConvPath; 3] = [
     ModConvPath::Fused,
 ];
 
+/// The tensor-core precisions of the fused-forward rows.
+const TC_PRECISIONS: [Precision; 3] = [Precision::TF32, Precision::BF16, Precision::F16];
+
 fn path_name(p: ModConvPath) -> String {
     format!("{p:?}").to_lowercase()
 }
@@ -506,6 +540,8 @@ fn path_name(p: ModConvPath) -> String {
 struct Rows<'a> {
     rows: Vec<Row>,
     peak: Option<f64>,
+    /// The device's name, for the tensor-core peaks of the precision rows.
+    device_name: String,
     report: &'a mut dyn FnMut(&Row),
 }
 
@@ -520,6 +556,39 @@ impl Rows<'_> {
         median: Duration,
         flops: Option<f64>,
         images: Option<usize>,
+    ) {
+        let peak = self.peak;
+        self.push_with_peak(section, case, path, pass, median, flops, images, peak);
+    }
+
+    /// A fused-forward row at a tensor-core precision: pass `fwd <precision>`,
+    /// its fraction of the matching tensor-core peak (when the GPU is known).
+    fn push_precision(&mut self, case: &str, median: Duration, flops: f64, precision: Precision) {
+        let peak = tensor_core_peak(&self.device_name, precision);
+        let pass = format!("fwd {precision}");
+        self.push_with_peak(
+            Section::Modconv,
+            case,
+            "fused",
+            &pass,
+            median,
+            Some(flops),
+            None,
+            peak,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_with_peak(
+        &mut self,
+        section: Section,
+        case: &str,
+        path: &str,
+        pass: &str,
+        median: Duration,
+        flops: Option<f64>,
+        images: Option<usize>,
+        peak: Option<f64>,
     ) {
         let secs = median.as_secs_f64().max(1e-12);
         let gflops = flops.map(|f| f / secs / 1e9);
@@ -545,7 +614,7 @@ impl Rows<'_> {
             gflops,
             images_per_s: images.map(|n| n as f64 / secs),
             speedup_vs_unfused: unfused.map(|u| u / secs),
-            fraction_of_peak: gflops.zip(self.peak).map(|(g, p)| g / (p * 1e3)),
+            fraction_of_peak: gflops.zip(peak).map(|(g, p)| g / (p * 1e3)),
         };
         (self.report)(&row);
         self.rows.push(row);
@@ -594,6 +663,17 @@ fn modconv_section(opts: &Options, out: &mut Rows) -> Result<()> {
                 })?;
                 let p = path_name(path);
                 out.push(Section::Modconv, case.name, &p, "fwd", t, Some(flops), None);
+            }
+            // The fused forward on the tensor cores (devices that run kernels;
+            // on the CPU every precision is the FP32 row above).
+            if device.runs_kernels() {
+                for prec in TC_PRECISIONS {
+                    let p = case.p.with_precision(prec);
+                    let t = time(device, iters, || {
+                        modulated_conv2d(&x, &w, &s, Some(&filter), p, ModConvPath::Fused).map(drop)
+                    })?;
+                    out.push_precision(case.name, t, flops, prec);
+                }
             }
             if plain {
                 let t = time(device, iters, || conv2d(&x, &w, conv).map(drop))?;
@@ -696,6 +776,7 @@ fn generator_section(opts: &Options, out: &mut Rows) -> Result<serde_json::Value
         let so = SynthesisOptions {
             noise_mode: NoiseMode::Const,
             path,
+            ..Default::default()
         };
         let t = time(device, opts.iters, || {
             g.forward(&z, None, Truncation::default(), so, &mut Ctx::new())
@@ -862,6 +943,7 @@ pub fn run(
     let mut rows = Rows {
         rows: Vec::new(),
         peak: opts.peak.as_ref().map(|p| p.tflops),
+        device_name: device_name(opts.device),
         report,
     };
     let mut rep = Report {

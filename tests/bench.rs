@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use stylegan2::bench::{self, Peak, Scale};
 use stylegan2::model::ModelConfig;
+use stylegan2::ops::precision::Precision;
 
 fn run(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stylegan2"))
@@ -102,7 +103,7 @@ fn check_common(json: &Value, device: &str) {
 
 /// The modconv rows: each case × path × pass, ratios against unfused,
 /// GFLOP/s from the case's FLOPs (bwd counts twice the forward).
-fn check_modconv(json: &Value, out: &str, cases: &[bench::Case]) {
+fn check_modconv(json: &Value, out: &str, cases: &[bench::Case], tensor_core_rows: bool) {
     let mc = &json["modconv"];
     assert_eq!(
         mc["cases"],
@@ -110,7 +111,21 @@ fn check_modconv(json: &Value, out: &str, cases: &[bench::Case]) {
     );
     let rows = rows(json, "modconv");
     let plain = cases.iter().filter(|c| c.p.up == 1).count();
-    assert_eq!(rows.len(), 2 * (3 * cases.len() + plain));
+    let tc = if tensor_core_rows { 3 } else { 0 };
+    assert_eq!(rows.len(), 2 * (3 * cases.len() + plain) + tc * cases.len());
+    if tensor_core_rows {
+        for case in cases {
+            for pass in ["fwd tf32", "fwd bf16", "fwd f16"] {
+                let r = rows
+                    .iter()
+                    .find(|r| r["case"] == case.name && r["path"] == "fused" && r["pass"] == pass)
+                    .unwrap_or_else(|| panic!("no {} fused {pass} row", case.name));
+                let want = case.flops() / (num(&r["median_ms"]) / 1e3) / 1e9;
+                assert!((num(&r["gflops"]) - want).abs() <= 1e-9 * want, "{r}");
+                assert!(out.contains(pass), "table lacks {pass}: {out}");
+            }
+        }
+    }
     for case in cases {
         for pass in ["fwd", "bwd"] {
             let find = |path: &str| {
@@ -161,7 +176,7 @@ fn all_sections_on_the_cpu() {
         .iter()
         .all(|r| r["fraction_of_peak"].is_null()));
 
-    check_modconv(&json, &out, &bench::cases(Scale::Quick));
+    check_modconv(&json, &out, &bench::cases(Scale::Quick), false);
 
     // Generator: tiny 32×32 batch 8 with --quick, one row per path.
     let g = &json["generator"];
@@ -300,7 +315,7 @@ fn modconv_and_generator_on_the_simulator() {
     check_common(&json, "sim");
     assert_eq!(json["device_name"], "simulator");
     assert!(json["train"].is_null());
-    check_modconv(&json, &out, &bench::cases(Scale::Tiny));
+    check_modconv(&json, &out, &bench::cases(Scale::Tiny), true);
     let g = &json["generator"];
     assert_eq!(
         (&g["preset"], &g["resolution"], &g["batch"]),
@@ -350,6 +365,14 @@ fn known_gpu_peaks() {
     assert_eq!(p("NVIDIA A100-SXM4-80GB"), Some(19.5));
     assert_eq!(p("NVIDIA GeForce RTX 3090"), None);
     assert!(Peak::given(-1.0).is_err() && Peak::given(f64::INFINITY).is_err());
+    // Dense tensor-core peaks of the precision rows.
+    let tc = bench::tensor_core_peak;
+    assert_eq!(tc("NVIDIA H200", Precision::BF16), Some(989.4));
+    assert_eq!(tc("NVIDIA H100 80GB HBM3", Precision::TF32), Some(494.7));
+    assert_eq!(tc("NVIDIA H100 PCIe", Precision::F16), Some(756.0));
+    assert_eq!(tc("NVIDIA A100-SXM4-80GB", Precision::TF32), Some(156.0));
+    assert_eq!(tc("NVIDIA H200", Precision::F32), None);
+    assert_eq!(tc("NVIDIA H200 NVL", Precision::BF16), None);
 }
 
 #[test]

@@ -69,6 +69,7 @@ fn const_noise(path: ModConvPath) -> SynthesisOptions {
     SynthesisOptions {
         noise_mode: NoiseMode::Const,
         path,
+        ..Default::default()
     }
 }
 
@@ -194,6 +195,7 @@ fn synthesis_images_for_each_noise_mode_and_path() {
                     let opts = SynthesisOptions {
                         noise_mode: noise,
                         path,
+                        ..Default::default()
                     };
                     let img = s.g.synthesis(&ws, opts, &mut Ctx::new()).unwrap();
                     for official in ["nonfused", "fused"] {

@@ -12,6 +12,7 @@ use stylegan2::ops::bias_act::BiasAct;
 use stylegan2::ops::modconv::{
     modulated_conv2d, modulated_conv2d_fused, Epilogue, ModConv, ModConvPath,
 };
+use stylegan2::ops::precision::Precision;
 use stylegan2::ops::upfirdn::setup_filter;
 use stylegan2::{grad, Device, Result, Tensor};
 
@@ -450,9 +451,19 @@ fn synthesis_layer_and_torgb_fused_path_on_cpu() {
         for path in [ModConvPath::Unfused, ModConvPath::Fused] {
             let mut ctx = Ctx::new();
             let y = layer
-                .forward(&x, &w, NoiseMode::Const, path, 1.3, &mut ctx)
+                .forward(
+                    &x,
+                    &w,
+                    NoiseMode::Const,
+                    path,
+                    Precision::F32,
+                    1.3,
+                    &mut ctx,
+                )
                 .unwrap();
-            let img = torgb.forward(&y, &w, path, &mut ctx).unwrap();
+            let img = torgb
+                .forward(&y, &w, path, Precision::F32, &mut ctx)
+                .unwrap();
             let loss = img.square().unwrap().sum_all().unwrap();
             let gs = grad(
                 std::slice::from_ref(&loss),

@@ -3,10 +3,20 @@
 //! when a kernel of a hot family spills at sm_90 (a spill in the inner loop of
 //! a convolution costs more than the registers it saves).
 //!
+//! With `cuobjdump` and `nvdisasm` (PyPI `nvidia-cuda-cuobjdump`,
+//! `nvidia-cuda-nvdisasm`; cuobjdump found on `$STYLEGAN2_CUOBJDUMP`,
+//! in `.ci/cuobjdump/nvidia/cu13/bin/` or on `PATH`) it also disassembles
+//! the sm_90 cubins and fails when a tensor-core kernel (`*_tc_*`) has no
+//! `HMMA` instruction, or a kernel of a hot family touches local memory
+//! (`LDL`/`STL`: spills or a register array indexed at run time).
+//!
 //! Needs libnvrtc (no GPU): `pip install --target DIR nvidia-cuda-nvrtc` and
 //! `LD_LIBRARY_PATH=DIR/nvidia/cu13/lib`. Skipped with a notice when NVRTC is
-//! missing, unless `STYLEGAN2_REQUIRE_NVRTC=1` (CI), which makes that a failure.
+//! missing, unless `STYLEGAN2_REQUIRE_NVRTC=1` (CI), which makes that (and a
+//! missing cuobjdump) a failure.
 
+use std::path::PathBuf;
+use std::process::Command;
 use stylegan2::backend::cuda::{compile, nvrtc_present, NVRTC_HINT};
 
 /// Kernel families whose kernels must not spill at sm_90.
@@ -48,6 +58,76 @@ fn ptxas_report(log: &str) -> Vec<(String, u32, u32, u32, u32)> {
     out
 }
 
+/// The cuobjdump to use, if any.
+fn cuobjdump() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("STYLEGAN2_CUOBJDUMP").map(PathBuf::from),
+        Some(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(".ci/cuobjdump/nvidia/cu13/bin/cuobjdump"),
+        ),
+        Some(PathBuf::from("cuobjdump")),
+    ];
+    candidates.into_iter().flatten().find(|p| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Per kernel of a cubin: (name, its SASS), from `cuobjdump -sass`.
+fn sass_by_kernel(tool: &PathBuf, cubin: &[u8], tag: &str) -> Vec<(String, String)> {
+    let path =
+        std::env::temp_dir().join(format!("stylegan2-sass-{}-{tag}.cubin", std::process::id()));
+    std::fs::write(&path, cubin).unwrap();
+    // cuobjdump runs nvdisasm, which the PyPI wheels install beside it.
+    let mut cmd = Command::new(tool);
+    if let Some(dir) = tool.parent().filter(|d| d.join("nvdisasm").exists()) {
+        let path_var = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![dir.to_path_buf()];
+        dirs.extend(std::env::split_paths(&path_var));
+        cmd.env("PATH", std::env::join_paths(dirs).unwrap())
+            .env("NVDISASM_PATH", dir);
+    }
+    let out = cmd.arg("-sass").arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "cuobjdump -sass {tag}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut kernels: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(name) = line.trim().strip_prefix("Function : ") {
+            kernels.push((name.trim().to_string(), String::new()));
+        } else if let Some((_, body)) = kernels.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    kernels
+}
+
+/// What the SASS of `kernel` (of a hot family when `hot`) breaks, if anything.
+fn sass_problems(kernel: &str, sass: &str, hot: bool) -> Vec<String> {
+    let has = |op: &str| {
+        sass.lines().any(|l| {
+            l.split_whitespace()
+                .any(|w| w == op || w.starts_with(&format!("{op}.")))
+        })
+    };
+    let mut p = Vec::new();
+    if kernel.contains("_tc_") && kernel != "modconv_tc_weight" && !has("HMMA") {
+        p.push(format!("{kernel}: tensor-core kernel without HMMA"));
+    }
+    if hot && (has("LDL") || has("STL")) {
+        p.push(format!("{kernel}: local-memory traffic (LDL/STL)"));
+    }
+    p
+}
+
 #[test]
 fn every_kernel_file_compiles_for_sm80_and_sm90() {
     let required = std::env::var("STYLEGAN2_REQUIRE_NVRTC").is_ok_and(|v| v == "1");
@@ -62,7 +142,22 @@ fn every_kernel_file_compiles_for_sm80_and_sm90() {
     let (major, minor) = compile::nvrtc_version().unwrap();
     println!("NVRTC {major}.{minor}");
     let families = compile::families();
+    let objdump = cuobjdump();
+    match &objdump {
+        Some(t) => println!("SASS checks with {}", t.display()),
+        None => {
+            assert!(
+                !required,
+                "STYLEGAN2_REQUIRE_NVRTC=1 but cuobjdump is missing: pip install --target \
+                 .ci/cuobjdump nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm (or set STYLEGAN2_CUOBJDUMP)"
+            );
+            eprintln!(
+                "note: SASS checks skipped: no cuobjdump (pip install nvidia-cuda-cuobjdump)"
+            );
+        }
+    }
     let mut spills = Vec::new();
+    let mut sass_failures = Vec::new();
     assert!(!families.is_empty(), "no kernel files embedded");
     for family in families {
         for arch in ["sm_80", "sm_90"] {
@@ -73,6 +168,22 @@ fn every_kernel_file_compiles_for_sm80_and_sm90() {
                 c.cubin.starts_with(b"\x7fELF"),
                 "{family} {arch}: not a cubin"
             );
+            if let (Some(tool), "sm_90") = (&objdump, arch) {
+                let kernels = sass_by_kernel(tool, &c.cubin, family);
+                assert!(!kernels.is_empty(), "{family}: no kernels in the SASS");
+                for (name, sass) in kernels {
+                    let count = |op: &str| sass.matches(op).count();
+                    let (hmma, local) = (count("HMMA"), count("LDL") + count("STL"));
+                    if hmma + local > 0 {
+                        println!("  SASS {name}: {hmma} HMMA, {local} LDL/STL");
+                    }
+                    sass_failures.extend(sass_problems(
+                        &name,
+                        &sass,
+                        HOT_FAMILIES.contains(&family),
+                    ));
+                }
+            }
             let report = ptxas_report(&c.log);
             assert!(
                 !report.is_empty(),
@@ -95,6 +206,11 @@ fn every_kernel_file_compiles_for_sm80_and_sm90() {
             }
         }
     }
+    assert!(
+        sass_failures.is_empty(),
+        "sm_90 SASS checks failed:\n{}",
+        sass_failures.join("\n")
+    );
     assert!(
         spills.is_empty(),
         "hot kernels spill at sm_90:\n{}",

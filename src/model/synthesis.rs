@@ -8,6 +8,7 @@ use crate::nn::{
     SynthesisLayer, ToRgb, FIR_TAPS,
 };
 use crate::ops::modconv::ModConvPath;
+use crate::ops::precision::Precision;
 use crate::ops::upfirdn::upsample2d;
 use crate::tensor::Tensor;
 
@@ -202,11 +203,13 @@ impl Module for SynthesisNetwork {
     }
 }
 
-/// How the synthesis network runs: noise source and modulated-conv path.
+/// How the synthesis network runs: noise source, modulated-conv path and
+/// the operand precision of the fused path (`F32` by default: exact).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SynthesisOptions {
     pub noise_mode: NoiseMode,
     pub path: ModConvPath,
+    pub precision: Precision,
 }
 
 impl SynthesisOptions {
@@ -247,7 +250,7 @@ impl SynthesisBlock {
         let layer =
             |l: &SynthesisLayer, name: &str, x: &Tensor, w: &Tensor, gain: f32, ctx: &mut Ctx| {
                 ctx.enter(name);
-                let y = l.forward(x, w, opts.noise_mode, opts.path, gain, ctx);
+                let y = l.forward(x, w, opts.noise_mode, opts.path, opts.precision, gain, ctx);
                 if let Ok(y) = &y {
                     ctx.record("", y);
                 }
@@ -311,7 +314,7 @@ impl SynthesisBlock {
         };
         if let Some(torgb) = &self.torgb {
             ctx.enter("torgb");
-            let y = torgb.forward(&x, &next_w()?, opts.path, ctx)?;
+            let y = torgb.forward(&x, &next_w()?, opts.path, opts.precision, ctx)?;
             ctx.record("", &y);
             ctx.leave();
             img = Some(match img {

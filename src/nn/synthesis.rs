@@ -10,6 +10,7 @@ use crate::ops::modconv::{
     modulated_conv2d, modulated_conv2d_fused, Epilogue, ModConv, ModConvPath,
 };
 use crate::ops::noise::noise_inject;
+use crate::ops::precision::Precision;
 use crate::tensor::Tensor;
 
 /// Where a synthesis layer's noise comes from.
@@ -181,13 +182,16 @@ impl Module for ToRgb {
 
 impl SynthesisLayer {
     /// `x [N, Cin, res/up, res/up]`, `w [N, w_dim]` → `[N, Cout, res, res]`.
-    /// `gain` scales the activation gain and the clamp.
+    /// `gain` scales the activation gain and the clamp; `precision` is the
+    /// operand precision of the fused path (see `ModConv::precision`).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         x: &Tensor,
         w: &Tensor,
         noise_mode: NoiseMode,
         path: ModConvPath,
+        precision: Precision,
         gain: f32,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
@@ -213,6 +217,7 @@ impl SynthesisLayer {
             up: self.up,
             padding: self.kernel_size / 2,
             flip_weight: self.up == 1,
+            precision,
         };
         let noise = match (&self.noise_strength, &self.noise_const) {
             (Some(strength), Some(noise_const)) => {
@@ -273,6 +278,7 @@ impl ToRgb {
         x: &Tensor,
         w: &Tensor,
         path: ModConvPath,
+        precision: Precision,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
         if x.rank() != 4 || x.dims()[1] != self.in_channels {
@@ -291,7 +297,8 @@ impl ToRgb {
                 bias: Some(&self.bias),
                 act,
             };
-            return modulated_conv2d_fused(x, &self.weight, &styles, None, ModConv::torgb(), &epi);
+            let p = ModConv::torgb().with_precision(precision);
+            return modulated_conv2d_fused(x, &self.weight, &styles, None, p, &epi);
         }
         let y = modulated_conv2d(x, &self.weight, &styles, None, ModConv::torgb(), path)?;
         bias_act(&y, Some(&self.bias), 1, &act)

@@ -14,5 +14,6 @@ pub mod matmul;
 pub mod mbstd;
 pub mod modconv;
 pub mod noise;
+pub mod precision;
 pub mod reduce;
 pub mod upfirdn;

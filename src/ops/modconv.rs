@@ -28,6 +28,7 @@ use crate::error::{invalid, shape_err, Error, Result};
 use crate::ops::bias_act::{bias_act, Act, BiasAct};
 use crate::ops::conv::{conv2d, Conv2d};
 use crate::ops::noise::noise_inject;
+use crate::ops::precision::Precision;
 use crate::ops::upfirdn::{upfirdn2d, UpFirDn};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
@@ -41,6 +42,10 @@ pub struct ModConv {
     pub padding: usize,
     /// Official `flip_weight`: true = correlation (F.conv2d), false = true convolution.
     pub flip_weight: bool,
+    /// Operand precision of the products of the fused path on `Cuda`/`Sim`
+    /// (forward and input gradient); the `Unfused` and `Grouped` paths and
+    /// the CPU compute in FP32. See [`Precision`].
+    pub precision: Precision,
 }
 
 impl ModConv {
@@ -51,6 +56,7 @@ impl ModConv {
             up: 1,
             padding: 1,
             flip_weight: true,
+            precision: Precision::F32,
         }
     }
     /// SynthesisLayer conv0 of blocks above 4×4: 3×3, up 2, padding 1, demodulated.
@@ -60,7 +66,12 @@ impl ModConv {
             up: 2,
             padding: 1,
             flip_weight: false,
+            precision: Precision::F32,
         }
+    }
+    /// The same call at operand precision `precision`.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        ModConv { precision, ..self }
     }
     /// ToRGB: 1×1 without demodulation.
     pub fn torgb() -> Self {
@@ -69,6 +80,7 @@ impl ModConv {
             up: 1,
             padding: 0,
             flip_weight: true,
+            precision: Precision::F32,
         }
     }
 }
@@ -715,6 +727,7 @@ impl FusedModConvOp {
                         None,
                         gt,
                         &epi_t,
+                        self.p.precision,
                         device,
                     )?;
                     dx = Some(t(r.y, x.dims().to_vec()));
@@ -729,6 +742,7 @@ impl FusedModConvOp {
                         None,
                         gt,
                         &cuda::EpiArgs::plain(),
+                        self.p.precision,
                         device,
                     )?;
                     let (gx, gsty) = cuda::fir_down(
@@ -880,6 +894,7 @@ pub fn modulated_conv2d_fused(
         fst.as_deref().map(|f| geo.fir(f)),
         geo.conv(),
         &ea,
+        p.precision,
         device,
     )?;
     let [oh, ow] = geo.ohw;

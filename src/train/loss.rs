@@ -216,6 +216,7 @@ impl StyleGAN2Loss {
         let opts = SynthesisOptions {
             noise_mode: self.opts.noise_mode,
             path: self.opts.modconv,
+            ..Default::default()
         };
         let img = g.synthesis(&ws, opts, &mut Ctx::with_rng(rng))?;
         Ok((img, ws))

@@ -15,7 +15,7 @@ trap 'rm -rf "$build"' EXIT
 
 flags=(-std=c++17 -O2 -g -fstack-clash-protection -Wall -Wextra -Werror -I "$kernels")
 # Kernel files are compiled as in the crate's build: sim_runtime.h force-included.
-for k in basics warp divergence; do
+for k in basics warp divergence tensor_core; do
   "$cxx" "${flags[@]}" -include "$kernels/sim/sim_runtime.h" -c "$here/${k}_sim.cpp" -o "$build/$k.o" &
 done
 "$cxx" "${flags[@]}" -c "$here/test_main.cpp" -o "$build/test_main.o" &
@@ -23,7 +23,7 @@ done
 "$cxx" "${flags[@]}" -DSIM_USE_UCONTEXT -c "$kernels/sim/sim_runtime.cpp" -o "$build/runtime_ucontext.o" &
 for job in $(jobs -p); do wait "$job"; done
 
-objs=("$build"/basics.o "$build"/warp.o "$build"/divergence.o "$build"/test_main.o)
+objs=("$build"/basics.o "$build"/warp.o "$build"/divergence.o "$build"/tensor_core.o "$build"/test_main.o)
 "$cxx" "${objs[@]}" "$build/runtime.o" -pthread -o "$build/test"
 "$cxx" "${objs[@]}" "$build/runtime_ucontext.o" -pthread -o "$build/test_ucontext"
 
@@ -35,7 +35,7 @@ echo "== simulator tests, ucontext fibers"
 if [[ -n "${NVRTC_LIB:-}" ]]; then
   echo "== NVRTC compile check ($NVRTC_LIB)"
   "$cxx" -std=c++17 -O1 "$here/nvrtc_check.cpp" -ldl -o "$build/nvrtc_check"
-  "$build/nvrtc_check" "$NVRTC_LIB" "$kernels" "$here"/basics.cu "$here"/warp.cu "$here"/divergence.cu
+  "$build/nvrtc_check" "$NVRTC_LIB" "$kernels" "$here"/basics.cu "$here"/warp.cu "$here"/divergence.cu "$here"/tensor_core.cu
 else
   echo "== NVRTC compile check skipped (set NVRTC_LIB=/path/to/libnvrtc.so.13)"
 fi

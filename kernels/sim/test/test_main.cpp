@@ -24,6 +24,8 @@ extern "C" Entry warp_tag__sim, shuffles__sim, shuffle_double__sim, votes__sim, 
     warp_rotate__sim, sum_shfl_down__sim, sum_shfl_xor__sim, sum_shared_tree__sim, warp_max__sim;
 extern "C" Entry exit_before_syncthreads__sim, exit_in_one_block__sim, exit_before_shuffle__sim,
     syncthreads_vs_shuffle__sim, mismatched_warp_ops__sim, exit_without_barrier__sim, stack_overflow__sim;
+extern "C" Entry tc_convert__sim, tc_mma_manual_tf32__sim, tc_mma_manual_bf16__sim, tc_mma_manual_f16__sim,
+    tc_mma_ldmatrix_tf32__sim, tc_mma_ldmatrix_bf16__sim, tc_mma_ldmatrix_f16__sim, tc_cp_async_copy__sim;
 
 namespace {
 
@@ -491,6 +493,135 @@ void test_throughput() {
   printf("  block_sums over %u blocks x %u threads: %.1f ms\n", blocks, block, s * 1e3);
 }
 
+
+// ---------------------------------------------------------------- tensor cores
+// common.cuh's wrappers against references written here independently: the
+// roundings by scaling to the target's last mantissa place and rounding the
+// integer (nearbyint: ties to even; round: ties away), products in double.
+
+// x rounded to `mant` mantissa bits with ties to even (or away from zero),
+// with the exponent floored at `emin` (subnormals of the target format).
+double round_to(double x, int mant, int emin, bool ties_away) {
+  if (x == 0.0 || !std::isfinite(x)) return x;
+  const int e = std::max(static_cast<int>(std::floor(std::log2(std::fabs(x)))), emin);
+  const double q = std::ldexp(1.0, e - mant);
+  return (ties_away ? std::round(x / q) : std::nearbyint(x / q)) * q;
+}
+double ref_tf32(float x) { return round_to(x, 10, -126, true); }
+double ref_bf16(float x) { return round_to(x, 7, -126, false); }
+double ref_f16(float x) {
+  const double r = round_to(x, 10, -14, false);
+  return std::fabs(r) >= 65520.0 ? std::copysign(INFINITY, x) : r;
+}
+float bits_f32(unsigned b) { float f; memcpy(&f, &b, 4); return f; }
+float bf16_f32(unsigned short h) { return bits_f32(static_cast<unsigned>(h) << 16); }
+float f16_f32(unsigned short h) {  // IEEE binary16, independently of sim_runtime.h
+  const int e = (h >> 10) & 31, m = h & 1023;
+  const double mag = e == 0 ? std::ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : std::ldexp(1024 + m, e - 25);
+  return static_cast<float>(h & 0x8000 ? -mag : mag);
+}
+
+// Values with full 24-bit mantissas over a few binades, both signs.
+std::vector<float> random_reals(size_t n, unsigned seed) {
+  std::vector<float> v(n);
+  for (auto& x : v) {
+    seed = seed * 1664525u + 1013904223u;
+    const float m = 1.0f + static_cast<float>(seed >> 9) / 8388608.0f;
+    seed = seed * 1664525u + 1013904223u;
+    x = std::ldexp(m, static_cast<int>(seed >> 29) - 4) * ((seed >> 8) & 1 ? -1.0f : 1.0f);
+  }
+  return v;
+}
+
+void test_tc_conversions() {
+  std::vector<float> x = random_reals(200, 21);
+  // Ties of each format (exact halves of the last place), both signs,
+  // subnormal halves, overflow to inf, inf and NaN.
+  const float special[] = {1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, -(1.0f + 0x1p-11f), 1.0f + 0x1p-8f,
+                           1.0f + 3 * 0x1p-8f, -(1.0f + 0x1p-8f), 0x1p-20f * 1.37f, 0x1p-25f * 3.0f,
+                           65519.0f, 65520.0f, 1e6f, -0.0f, INFINITY, -INFINITY, NAN, 0x1p-130f};
+  x.insert(x.end(), std::begin(special), std::end(special));
+  const int n = static_cast<int>(x.size());
+  std::vector<unsigned> out(4 * n);
+  CHECK_OK(launch(tc_convert__sim, dim3(2), dim3(64), 0, out.data(), x.data(), n));
+  int bad = 0;
+  for (int i = 0; i < n && bad < 5; ++i) {
+    const float y = x[(i + 1) % n];
+    const float tf = bits_f32(out[4 * i]);
+    const bool tf_ok = std::isnan(x[i]) ? std::isnan(tf) : (tf == ref_tf32(x[i]) && (out[4 * i] & 0x1fffu) == 0);
+    const unsigned bf = out[4 * i + 1], hf = out[4 * i + 2];
+    auto same = [](double got, double want) { return std::isnan(want) ? std::isnan(got) : got == want; };
+    const bool bf_ok = same(bf16_f32(bf & 0xffffu), ref_bf16(x[i])) && same(bf16_f32(bf >> 16), ref_bf16(y));
+    const bool hf_ok = same(f16_f32(hf & 0xffffu), ref_f16(x[i])) && same(f16_f32(hf >> 16), ref_f16(y));
+    if (!(tf_ok && bf_ok && hf_ok)) {
+      fprintf(stderr, "  x = %a: tf32 %a (want %a), bf16 %a (want %a), f16 %a (want %a)\n", x[i], tf,
+              ref_tf32(x[i]), bf16_f32(bf & 0xffffu), ref_bf16(x[i]), f16_f32(hf & 0xffffu), ref_f16(x[i]));
+      ++bad;
+    }
+  }
+  CHECK(bad == 0);
+}
+
+// D = A·B + C for one m16n8kK tile, operands rounded by `round`, products
+// and sums in double. The emulation sums K exact products in FP32: each
+// partial sum is within 2^-24 of Σ|products| so far, so |err| ≤ K·2^-24·Σ|a·b|
+// + 2^-24·|c| (bound used with K = 16 below).
+void check_mma(Entry* entry, int K, double (*round)(float), bool ldmatrix, int b_trans, int mode, unsigned seed,
+               const char* what) {
+  const std::vector<float> a = random_reals(16 * K, seed), b = random_reals(K * 8, seed + 1),
+                           c = random_reals(16 * 8, seed + 2);
+  std::vector<float> d(16 * 8, NAN);
+  if (ldmatrix)
+    CHECK_OK(launch(entry, dim3(1), dim3(32), 0, d.data(), a.data(), b.data(), c.data(), b_trans, mode));
+  else
+    CHECK_OK(launch(entry, dim3(1), dim3(32), 0, d.data(), a.data(), b.data(), c.data()));
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 8; ++j) {
+      double want = c[i * 8 + j], mag = 0.0;
+      for (int k = 0; k < K; ++k) {
+        const double p = round(a[i * K + k]) * round(b[k * 8 + j]);
+        want += p;
+        mag += std::fabs(p);
+      }
+      const double tol = 16 * 0x1p-24 * (mag + std::fabs(c[i * 8 + j]));
+      if (!(std::fabs(d[i * 8 + j] - want) <= tol)) {
+        fprintf(stderr, "  %s: D[%d][%d] = %.9g, want %.9g (tolerance %.3g)\n", what, i, j, d[i * 8 + j], want,
+                tol);
+        ++g_check_failures;
+        return;
+      }
+    }
+}
+
+void test_tc_mma_fragments() {
+  check_mma(tc_mma_manual_tf32__sim, 8, ref_tf32, false, 0, 0, 31, "tf32 m16n8k8");
+  check_mma(tc_mma_manual_bf16__sim, 16, ref_bf16, false, 0, 0, 41, "bf16 m16n8k16");
+  check_mma(tc_mma_manual_f16__sim, 16, ref_f16, false, 0, 0, 51, "f16 m16n8k16");
+}
+
+void test_tc_ldmatrix() {
+  for (int mode = 0; mode < 2; ++mode) {
+    check_mma(tc_mma_ldmatrix_tf32__sim, 8, ref_tf32, true, 0, mode, 61 + mode, "tf32 ldmatrix");
+    for (int trans = 0; trans < 2; ++trans) {
+      check_mma(tc_mma_ldmatrix_bf16__sim, 16, ref_bf16, true, trans, mode, 71 + mode, "bf16 ldmatrix");
+      check_mma(tc_mma_ldmatrix_f16__sim, 16, ref_f16, true, trans, mode, 81 + mode, "f16 ldmatrix");
+    }
+  }
+}
+
+void test_tc_cp_async() {
+  const int n = 37;  // 10 chunks, the last one holding a single float
+  const int chunks = (n + 3) / 4, half = (chunks + 1) / 2;
+  const std::vector<float> in = random_reals(n, 91);
+  std::vector<float> out(4 * chunks, NAN), early(4 * chunks, 0.0f);
+  CHECK_OK(launch(tc_cp_async_copy__sim, dim3(1), dim3(8), 4 * 4 * chunks, out.data(), early.data(), in.data(), n));
+  std::vector<float> want(in);
+  want.resize(4 * chunks, 0.0f);  // zero fill past src_bytes
+  check_equal(out, want, "cp.async copy");
+  // Waiting for the first group only must not have delivered the second.
+  for (int i = 4 * half; i < 4 * chunks; ++i) CHECK(std::isnan(early[i]));
+}
+
 }  // namespace
 
 int main() {
@@ -516,6 +647,10 @@ int main() {
       {"invalid_launches", test_invalid_launches},
       {"concurrent_launches", test_concurrent_launches},
       {"throughput", test_throughput},
+      {"tc_conversions", test_tc_conversions},
+      {"tc_mma_fragments", test_tc_mma_fragments},
+      {"tc_ldmatrix", test_tc_ldmatrix},
+      {"tc_cp_async", test_tc_cp_async},
   };
   int passed = 0, failed = 0;
   for (const auto& t : tests) {

@@ -101,18 +101,45 @@ impl BiasAct {
 /// `bias_act` of `x` with the bias `b[(i / step) % b.len()]` added to element
 /// `i` (`step` = the product of the dims after the bias axis).
 pub fn bias_act(x: &[f32], b: Option<&[f32]>, step: usize, p: &BiasAct) -> Vec<f32> {
-    let one = |(i, &v): (usize, &f32)| -> f32 {
-        let v = match b {
-            Some(b) if !b.is_empty() => v + b[(i / step.max(1)) % b.len()],
-            _ => v,
-        };
-        p.forward_one(v)
+    let mut y = vec![0f32; x.len()];
+    let b = b.filter(|b| !b.is_empty());
+    let step = step.max(1);
+    // One bias value per run of `step` elements: no index arithmetic per element.
+    let run = |(k, (y, x)): (usize, (&mut [f32], &[f32]))| {
+        let bias = b.map_or(0.0, |b| b[k % b.len()]);
+        match (b.is_some(), p.act, p.clamp) {
+            // The synthesis and discriminator layers' case, unrolled for the compiler.
+            (true, Act::Lrelu { alpha }, None) => {
+                let gain = p.gain;
+                for (y, &x) in y.iter_mut().zip(x) {
+                    let v = x + bias;
+                    *y = if v > 0.0 { v } else { v * alpha } * gain;
+                }
+            }
+            (true, _, _) => {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = p.forward_one(x + bias);
+                }
+            }
+            (false, _, _) => {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = p.forward_one(x);
+                }
+            }
+        }
     };
     if x.len() >= PAR_MIN {
-        x.par_iter().enumerate().map(one).collect()
+        y.par_chunks_mut(step)
+            .zip(x.par_chunks(step))
+            .enumerate()
+            .for_each(run);
     } else {
-        x.iter().enumerate().map(one).collect()
+        y.chunks_mut(step)
+            .zip(x.chunks(step))
+            .enumerate()
+            .for_each(run);
     }
+    y
 }
 
 /// The gradient of `bias_act` w.r.t. its input given the upstream gradient

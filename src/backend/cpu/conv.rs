@@ -141,8 +141,19 @@ fn col2im_row(row: &[f32], g: &ConvGeom, i: usize, j: usize, xc: &mut [f32]) {
             continue;
         }
         let xr = &mut xc[(iy - py) * g.w..][..g.w];
-        for (ox, &v) in r[lo..hi].iter().enumerate() {
-            xr[(lo + ox) * sx + j - px] += v;
+        if lo == hi {
+            continue;
+        }
+        if sx == 1 {
+            // Contiguous: a plain vector add (no index arithmetic per element).
+            let ix = lo + j - px;
+            for (x, &v) in xr[ix..ix + (hi - lo)].iter_mut().zip(&r[lo..hi]) {
+                *x += v;
+            }
+        } else {
+            for (ox, &v) in r[lo..hi].iter().enumerate() {
+                xr[(lo + ox) * sx + j - px] += v;
+            }
         }
     }
 }

@@ -98,22 +98,101 @@ impl Binary {
     }
 }
 
+/// Calls `$body` with `$f` bound to a closure of the op's own arithmetic, so
+/// each op gets a loop of its own (vectorized, no `match` per element).
+macro_rules! with_unary {
+    ($op:expr, |$f:ident| $body:expr) => {
+        match $op {
+            Unary::Neg => {
+                let $f = |x: f32| Unary::Neg.apply(x);
+                $body
+            }
+            Unary::Square => {
+                let $f = |x: f32| Unary::Square.apply(x);
+                $body
+            }
+            Unary::Sqrt => {
+                let $f = |x: f32| Unary::Sqrt.apply(x);
+                $body
+            }
+            Unary::Rsqrt => {
+                let $f = |x: f32| Unary::Rsqrt.apply(x);
+                $body
+            }
+            Unary::Affine { mul, add } => {
+                let $f = move |x: f32| Unary::Affine { mul, add }.apply(x);
+                $body
+            }
+            Unary::Clamp { lo, hi } => {
+                let $f = move |x: f32| Unary::Clamp { lo, hi }.apply(x);
+                $body
+            }
+            other => {
+                let $f = move |x: f32| other.apply(x);
+                $body
+            }
+        }
+    };
+}
+
+macro_rules! with_binary {
+    ($op:expr, |$f:ident| $body:expr) => {
+        match $op {
+            Binary::Add => {
+                let $f = |a: f32, b: f32| Binary::Add.apply(a, b);
+                $body
+            }
+            Binary::Sub => {
+                let $f = |a: f32, b: f32| Binary::Sub.apply(a, b);
+                $body
+            }
+            Binary::Mul => {
+                let $f = |a: f32, b: f32| Binary::Mul.apply(a, b);
+                $body
+            }
+            Binary::Div => {
+                let $f = |a: f32, b: f32| Binary::Div.apply(a, b);
+                $body
+            }
+            other => {
+                let $f = move |a: f32, b: f32| other.apply(a, b);
+                $body
+            }
+        }
+    };
+}
+
 pub fn unary(x: &[f32], op: Unary) -> Vec<f32> {
+    with_unary!(op, |f| unary_with(x, f))
+}
+
+fn unary_with(x: &[f32], f: impl Fn(f32) -> f32 + Sync + Send) -> Vec<f32> {
     if x.len() >= PAR_MIN {
-        x.par_iter().map(|&v| op.apply(v)).collect()
+        x.par_iter().map(|&v| f(v)).collect()
     } else {
-        x.iter().map(|&v| op.apply(v)).collect()
+        x.iter().map(|&v| f(v)).collect()
     }
 }
 
 /// `a op b` broadcast to `out` (which both shapes broadcast to).
 pub fn binary(a: &[f32], sa: &Shape, b: &[f32], sb: &Shape, out: &Shape, op: Binary) -> Vec<f32> {
+    with_binary!(op, |f| binary_with(a, sa, b, sb, out, f))
+}
+
+fn binary_with(
+    a: &[f32],
+    sa: &Shape,
+    b: &[f32],
+    sb: &Shape,
+    out: &Shape,
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) -> Vec<f32> {
     let n = out.numel();
     if sa == out && sb == out {
         return if n >= PAR_MIN {
-            a.par_iter().zip(b).map(|(&x, &y)| op.apply(x, y)).collect()
+            a.par_iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
         } else {
-            a.iter().zip(b).map(|(&x, &y)| op.apply(x, y)).collect()
+            a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
         };
     }
     if n == 0 {
@@ -139,8 +218,31 @@ pub fn binary(a: &[f32], sa: &Shape, b: &[f32], sb: &Shape, out: &Shape, op: Bin
             oa += c * st_a[ax];
             ob += c * st_b[ax];
         }
-        for (j, v) in chunk.iter_mut().enumerate() {
-            *v = op.apply(a[oa + j * ia], b[ob + j * ib]);
+        // The common strides get loops without index arithmetic.
+        match (ia, ib) {
+            (1, 1) => {
+                let (ra, rb) = (&a[oa..oa + row], &b[ob..ob + row]);
+                for ((v, &x), &y) in chunk.iter_mut().zip(ra).zip(rb) {
+                    *v = f(x, y);
+                }
+            }
+            (1, 0) => {
+                let (ra, y) = (&a[oa..oa + row], b[ob]);
+                for (v, &x) in chunk.iter_mut().zip(ra) {
+                    *v = f(x, y);
+                }
+            }
+            (0, 1) => {
+                let (x, rb) = (a[oa], &b[ob..ob + row]);
+                for (v, &y) in chunk.iter_mut().zip(rb) {
+                    *v = f(x, y);
+                }
+            }
+            _ => {
+                for (j, v) in chunk.iter_mut().enumerate() {
+                    *v = f(a[oa + j * ia], b[ob + j * ib]);
+                }
+            }
         }
     };
     if n >= PAR_MIN {

@@ -39,9 +39,21 @@ pub fn reduce(x: &[f32], dims: &[usize], axes: &[usize], op: Reduce) -> Vec<f32>
         }
         o
     };
+    // The reduced axes that end the shape form contiguous runs of `run`
+    // elements in `offs`: summed as slices.
+    let run: usize = (0..r)
+        .rev()
+        .take_while(|a| axes.contains(a))
+        .map(|a| dims[a])
+        .product();
     let one = |i: usize| -> f32 {
         let b = base(i);
         match op {
+            Reduce::Sum if run > 1 => offs
+                .iter()
+                .step_by(run)
+                .map(|&o| sum_f64(&x[b + o..b + o + run]))
+                .sum::<f64>() as f32,
             Reduce::Sum => offs.iter().map(|&o| x[b + o] as f64).sum::<f64>() as f32,
             Reduce::Max => offs
                 .iter()
@@ -54,4 +66,18 @@ pub fn reduce(x: &[f32], dims: &[usize], axes: &[usize], op: Reduce) -> Vec<f32>
     } else {
         (0..n_out).map(one).collect()
     }
+}
+
+/// The sum of a slice in f64 with 8 partial sums, so the additions pipeline
+/// and vectorize (a single chain waits on every add).
+fn sum_f64(x: &[f32]) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v as f64;
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    acc.iter().sum::<f64>() + tail
 }

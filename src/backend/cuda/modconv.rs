@@ -7,6 +7,7 @@ use super::launch::{launch, Args, Config, KernelArg};
 use super::{alloc, InBuf, OutBuf};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::ops::precision::Precision;
 use crate::tensor::Storage;
 
 const FAMILY: &str = "modconv";
@@ -24,6 +25,14 @@ const WK: usize = 16;
 const SMEM_MAX: usize = super::launch::MAX_DYNAMIC_SHARED_BYTES as usize;
 /// Input channels staged per step of the forward, at most.
 const CHUNK: usize = 8;
+/// MC_TC_STAGES of modconv.cu; 32 = bytes of operands per shared row.
+const TC_STAGES: usize = 2;
+const TC_ROW: usize = 32;
+/// The tensor-core forward pays off from about this many output channels and
+/// input channels: below, a 64-channel tile is mostly padding and one chunk
+/// of 8–16 channels is mostly zeros.
+const TC_MIN_M: usize = 32;
+const TC_MIN_C: usize = 16;
 
 /// `act` codes of modconv.cu.
 pub(crate) const ACT_LINEAR: i32 = 0;
@@ -247,15 +256,17 @@ pub(crate) fn fused_conv(
     fir: Option<Fir<'_>>,
     g: ConvGeom,
     epi: &EpiArgs<'_>,
+    precision: Precision,
     device: Device,
 ) -> Result<FwdOut> {
     const OP: &str = "modulated_conv2d (fused kernel)";
     let [kh, kw] = g.k;
+    let tc = tc_kernel(precision, g, fir, device)?;
     let out_n = g.n * g.m * g.ohw[0] * g.ohw[1];
     // Channels per staging step: as many as fit in 48 KiB, at most CHUNK.
     let per_chan = kh * kw * BM + (TH + kh - 1) * (TW + kw - 1);
     let cc = (SMEM_MAX / (4 * per_chan)).min(CHUNK).min(g.c.max(1));
-    if cc == 0 {
+    if cc == 0 && tc.is_none() {
         return Err(Error::Invalid {
             op: OP,
             msg: format!("kernel {kh}×{kw} too large for the fused kernel's shared memory"),
@@ -303,6 +314,80 @@ pub(crate) fn fused_conv(
             Some(f) => (f.fhw, f.up, f.p0, f.gain),
             None => ([0, 0], 1, [0, 0], 1.0),
         };
+        if let Some((kernel, fmt)) = tc {
+            // Operands of the weight view, [M][kh·kw][Cpad], then the GEMM.
+            let eb = precision.operand_bytes();
+            let cc = TC_ROW / eb;
+            let cpad = g.c.div_ceil(cc) * cc;
+            let wt_bytes = g.m * kh * kw * cpad * eb;
+            let mut wt = alloc(device, wt_bytes.div_ceil(4))?;
+            let mut wargs = Args::new();
+            wargs
+                .push(wt.ptr())
+                .push(win.ptr())
+                .push(view.off)
+                .push(view.strides[0])
+                .push(view.strides[1])
+                .push(view.strides[2])
+                .push(view.strides[3])
+                .push(to_i32(OP, g.m)?)
+                .push(to_i32(OP, g.c)?)
+                .push(kh as i32)
+                .push(kw as i32)
+                .push(to_i32(OP, cpad)?)
+                .push(fmt);
+            let wcount = g.m * kh * kw * cpad;
+            // SAFETY: matches modconv_tc_weight; wt holds wcount operands of eb bytes,
+            // the view stays inside w for m < M, c < C, ky < kh, kx < kw.
+            unsafe {
+                launch(
+                    device,
+                    FAMILY,
+                    "modconv_tc_weight",
+                    Config::linear(wcount),
+                    &mut wargs,
+                )?
+            };
+            let mut args = Args::new();
+            args.push(y.ptr())
+                .push(xin.ptr())
+                .push(ptr_of(&sin))
+                .push(wt.ptr())
+                .push(ptr_of(&fin))
+                .push(fhw[0] as i32)
+                .push(fhw[1] as i32)
+                .push(up as i32)
+                .push(p0[0] as i32)
+                .push(p0[1] as i32)
+                .push(fgain)
+                .push(to_i32(OP, g.c)?)
+                .push(to_i32(OP, g.hw[0])?)
+                .push(to_i32(OP, g.hw[1])?)
+                .push(to_i32(OP, g.m)?)
+                .push(to_i32(OP, g.zhw[0])?)
+                .push(to_i32(OP, g.zhw[1])?)
+                .push(g.pad[0] as i32)
+                .push(g.pad[1] as i32)
+                .push(to_i32(OP, g.ohw[0])?)
+                .push(to_i32(OP, g.ohw[1])?)
+                .push(to_i32(OP, cpad)?)
+                .push(e);
+            let stage = TC_ROW * (kh * kw * BM + (TH + kh - 1) * (TW + kw - 1));
+            let cfg = Config {
+                grid: grid(OP, g)?,
+                block: (BLOCK, 1, 1),
+                shared_bytes: (TC_STAGES * stage) as u32,
+            };
+            // SAFETY: the arguments follow MC_TC_PARAMS; wt was filled above
+            // with Cpad channels per (m, tap); the other buffers as below.
+            unsafe { launch(device, FAMILY, kernel, cfg, &mut args)? };
+            drop(wt);
+            return Ok(FwdOut {
+                y: y.into_storage(),
+                pre: pre.map(OutBuf::into_storage),
+                dot: dot.map(OutBuf::into_storage),
+            });
+        }
         let mut args = Args::new();
         args.push(y.ptr())
             .push(xin.ptr())
@@ -334,16 +419,8 @@ pub(crate) fn fused_conv(
             .push(to_i32(OP, g.ohw[1])?)
             .push(cc as i32)
             .push(e);
-        let tiles = g.ohw[0].div_ceil(TH) * g.ohw[1].div_ceil(TW);
-        let (gy, gz) = (g.m.div_ceil(BM), g.n);
-        if tiles > i32::MAX as usize || gy > 65535 || gz > 65535 {
-            return Err(Error::Invalid {
-                op: OP,
-                msg: format!("grid ({tiles}, {gy}, {gz}) exceeds the CUDA limits"),
-            });
-        }
         let cfg = Config {
-            grid: (tiles as u32, gy as u32, gz as u32),
+            grid: grid(OP, g)?,
             block: (BLOCK, 1, 1),
             shared_bytes: (4 * cc * per_chan) as u32,
         };
@@ -363,6 +440,68 @@ pub(crate) fn fused_conv(
         pre: pre.map(OutBuf::into_storage),
         dot: dot.map(OutBuf::into_storage),
     })
+}
+
+/// The forward's grid: (spatial tiles, ceil(M / BM), N).
+fn grid(op: &'static str, g: ConvGeom) -> Result<(u32, u32, u32)> {
+    let tiles = g.ohw[0].div_ceil(TH) * g.ohw[1].div_ceil(TW);
+    let (gy, gz) = (g.m.div_ceil(BM), g.n);
+    if tiles > i32::MAX as usize || gy > 65535 || gz > 65535 {
+        return Err(Error::Invalid {
+            op,
+            msg: format!("grid ({tiles}, {gy}, {gz}) exceeds the CUDA limits"),
+        });
+    }
+    Ok((tiles as u32, gy as u32, gz as u32))
+}
+
+/// The tensor-core kernel for this launch and its operand format, or None
+/// for the FP32 kernels: the precision asks for tensor cores, the kernel
+/// shape has a tensor-core variant (3×3, 3×3 up 2 with a 4×4 filter, 1×1),
+/// and the device has them: always on the simulator (so they are tested
+/// there), from compute capability 8.0 and at sizes where a 64-channel tile
+/// is not mostly padding on a GPU.
+fn tc_kernel(
+    precision: Precision,
+    g: ConvGeom,
+    fir: Option<Fir<'_>>,
+    device: Device,
+) -> Result<Option<(&'static str, i32)>> {
+    let Some(fmt) = precision.tc_format() else {
+        return Ok(None);
+    };
+    // Rows: 3×3, 3×3 up 2 (4×4 filter), 1×1; columns: TF32, BF16, F16.
+    const NAMES: [[&str; 3]; 3] = [
+        [
+            "modconv_tc_fwd_3x3_tf32",
+            "modconv_tc_fwd_3x3_bf16",
+            "modconv_tc_fwd_3x3_f16",
+        ],
+        [
+            "modconv_tc_fwd_3x3_up2_f4_tf32",
+            "modconv_tc_fwd_3x3_up2_f4_bf16",
+            "modconv_tc_fwd_3x3_up2_f4_f16",
+        ],
+        [
+            "modconv_tc_fwd_1x1_tf32",
+            "modconv_tc_fwd_1x1_bf16",
+            "modconv_tc_fwd_1x1_f16",
+        ],
+    ];
+    let shape = match (g.k, fir) {
+        ([3, 3], Some(f)) if f.up == 2 && f.fhw == [4, 4] => 1,
+        ([3, 3], None) => 0,
+        ([1, 1], None) => 2,
+        _ => return Ok(None),
+    };
+    let ok = match device {
+        Device::Sim => true,
+        Device::Cuda(ordinal) => {
+            super::gpu(ordinal)?.arch.0 >= 8 && g.m >= TC_MIN_M && g.c >= TC_MIN_C
+        }
+        Device::Cpu => false,
+    };
+    Ok(ok.then_some((NAMES[shape][fmt as usize - 1], fmt)))
 }
 
 /// The epilogue's backward (see `modconv_epilogue_grad`).

@@ -1,0 +1,294 @@
+//! The fused modulated convolution on the tensor cores (kernels/modconv.cu
+//! `modconv_tc_fwd_*`, chosen on `Device::Sim` whenever the precision is not
+//! F32) at TF32, BF16 and FP16, on shapes that are multiples of no tile (the
+//! kernel tiles 64 channels × 8×16 pixels × 8 or 16 channels per step):
+//! - against a CPU reference whose operands are rounded as the kernel rounds
+//!   them (the staged `Z = x ⊙ s` or its FIR up-sampling, and the weight),
+//!   where only FP32 summation order differs — this catches a wrong fragment
+//!   or tile index even when it is smaller than the rounding error;
+//! - against the FP32 CPU reference within the bound that operand rounding
+//!   allows, forward with the whole epilogue and the input gradient.
+
+mod common;
+use common::values;
+use stylegan2::ops::bias_act::{Act, BiasAct};
+use stylegan2::ops::conv::{conv2d, Conv2d};
+use stylegan2::ops::modconv::{demod_coefficients, modulated_conv2d_fused, Epilogue, ModConv};
+use stylegan2::ops::precision::Precision;
+use stylegan2::ops::upfirdn::{setup_filter, upfirdn2d, UpFirDn};
+use stylegan2::{grad, Device, Result, Tensor};
+
+const PRECISIONS: [Precision; 3] = [Precision::TF32, Precision::BF16, Precision::F16];
+
+/// (batch, in channels, out channels, height, width): batch 1 and 3,
+/// channels 3, 5, 67, 130, square and not.
+const SHAPES: [[usize; 5]; 3] = [[1, 3, 5, 5, 5], [3, 67, 5, 5, 7], [1, 5, 130, 17, 9]];
+/// Smaller shapes for the bound tests (the simulator is slow): the same
+/// batch and channel counts, fewer pixels.
+const SMALL_SHAPES: [[usize; 5]; 3] = [[1, 3, 5, 5, 5], [3, 67, 5, 5, 3], [1, 5, 130, 3, 5]];
+
+fn cases() -> [(&'static str, ModConv); 3] {
+    [
+        ("3x3 up1", ModConv::conv3x3()),
+        ("3x3 up2", ModConv::conv3x3_up2()),
+        ("1x1 nodemod", ModConv::torgb()),
+    ]
+}
+
+/// `v` as the kernel's operand: TF32 by cvt.rna (nearest, ties away from
+/// zero, 10 mantissa bits), BF16 and FP16 by round-to-nearest-even.
+fn round_operand(v: f32, p: Precision) -> f32 {
+    match p {
+        Precision::F32 => v,
+        Precision::TF32 if v.is_finite() => f32::from_bits((v.to_bits() + 0x1000) & !0x1fff),
+        Precision::TF32 => v,
+        Precision::BF16 => half::bf16::from_f32(v).to_f32(),
+        Precision::F16 => half::f16::from_f32(v).to_f32(),
+    }
+}
+
+fn rounded(t: &Tensor, p: Precision) -> Result<Tensor> {
+    let v = t
+        .to_vec()
+        .into_iter()
+        .map(|v| round_operand(v, p))
+        .collect();
+    Tensor::from_vec(v, t.dims().to_vec(), Device::Cpu)
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    t.to_vec()
+        .iter()
+        .fold(0f64, |m, &v| m.max((v as f64).abs()))
+}
+
+struct Inputs {
+    x: Tensor,
+    w: Tensor,
+    s: Tensor,
+    f: Tensor,
+}
+
+fn inputs([n, i, o, h, w]: [usize; 5], p: ModConv, dev: Device) -> Result<Inputs> {
+    let k = if p.padding == 0 { 1 } else { 3 };
+    let leaf = |v: Vec<f32>, dims: &[usize]| -> Result<Tensor> {
+        let t = Tensor::from_vec(v, dims.to_vec(), dev)?;
+        t.set_requires_grad(true)?;
+        Ok(t)
+    };
+    Ok(Inputs {
+        x: leaf(values(n * i * h * w, 11), &[n, i, h, w])?,
+        w: leaf(values(o * i * k * k, 12), &[o, i, k, k])?,
+        s: leaf(
+            values(n * i, 13).iter().map(|v| 1.0 + 0.3 * v).collect(),
+            &[n, i],
+        )?,
+        f: setup_filter(&[1.0, 3.0, 3.0, 1.0], dev)?,
+    })
+}
+
+fn on_cpu(t: &Tensor) -> Result<Tensor> {
+    Tensor::from_vec(t.to_vec(), t.dims().to_vec(), Device::Cpu)
+}
+
+/// The staged signal Z (x ⊙ s, or its FIR up-sampling as modulated_conv2d
+/// forms it) and the weight as the kernel correlates it, both in FP32.
+fn staged(t: &Inputs, p: ModConv) -> Result<(Tensor, Tensor, usize)> {
+    let (x, w, s) = (on_cpu(&t.x)?, on_cpu(&t.w)?, on_cpu(&t.s)?);
+    let [n, i] = [x.dims()[0], x.dims()[1]];
+    let xs = x.mul(&s.reshape(vec![n, i, 1, 1])?)?;
+    if p.up == 2 {
+        let fir = UpFirDn {
+            up: [2, 2],
+            down: [1, 1],
+            pad: [3, 2, 3, 2],
+            flip_filter: false,
+            gain: 4.0,
+        };
+        Ok((upfirdn2d(&xs, &on_cpu(&t.f)?, &fir)?, w.flip(&[2, 3])?, 0))
+    } else {
+        Ok((xs, w, p.padding))
+    }
+}
+
+/// `d ⊙ conv(round(Z), round(w))` on the CPU (d from the unrounded w and s,
+/// as the kernels compute it in FP32).
+fn rounded_reference(t: &Inputs, p: ModConv, prec: Precision) -> Result<Tensor> {
+    let (z, wk, pad) = staged(t, p)?;
+    let conv = Conv2d {
+        stride: [1, 1],
+        padding: [pad, pad],
+        groups: 1,
+    };
+    let y = conv2d(&rounded(&z, prec)?, &rounded(&wk, prec)?, conv)?;
+    if !p.demodulate {
+        return Ok(y);
+    }
+    let d = demod_coefficients(&on_cpu(&t.s)?, &on_cpu(&t.w)?)?;
+    let [n, o] = [d.dims()[0], d.dims()[1]];
+    y.mul(&d.reshape(vec![n, o, 1, 1])?)
+}
+
+/// max |d| (1 without demodulation).
+fn max_demod(t: &Inputs, p: ModConv) -> Result<f64> {
+    Ok(if p.demodulate {
+        max_abs(&demod_coefficients(&on_cpu(&t.s)?, &on_cpu(&t.w)?)?)
+    } else {
+        1.0
+    })
+}
+
+fn assert_within(what: &str, got: &Tensor, want: &Tensor, tol: f64) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let (g, w) = (got.to_vec(), want.to_vec());
+    let (i, err) = g
+        .iter()
+        .zip(&w)
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .enumerate()
+        .fold((0, 0f64), |m, (i, e)| {
+            if e.is_nan() || e > m.1 {
+                (i, if e.is_nan() { f64::INFINITY } else { e })
+            } else {
+                m
+            }
+        });
+    assert!(
+        err <= tol,
+        "{what}: max |diff| {err:.3e} at {i} (got {}, want {}) exceeds {tol:.3e}",
+        g[i],
+        w[i]
+    );
+}
+
+#[test]
+fn tc_forward_matches_the_operand_rounded_reference() {
+    let _g = stylegan2::no_grad();
+    for (name, p) in cases() {
+        for shape in SHAPES {
+            for prec in PRECISIONS {
+                let t = inputs(shape, p, Device::Sim).unwrap();
+                let what = format!("{name} {shape:?} {prec}");
+                let got = modulated_conv2d_fused(
+                    &t.x,
+                    &t.w,
+                    &t.s,
+                    Some(&t.f),
+                    p.with_precision(prec),
+                    &Epilogue::identity(),
+                )
+                .unwrap();
+                let want = rounded_reference(&t, p, prec).unwrap();
+                let (z, wk, _) = staged(&t, p).unwrap();
+                let (mz, mw, md) = (max_abs(&z), max_abs(&wk), max_demod(&t, p).unwrap());
+                let k = (shape[1] * wk.dims()[2] * wk.dims()[3]) as f64;
+                // Same operands: FP32 sums in another order, K·2⁻²⁴ of the
+                // sum of |products| at most. Up 2: the kernel's FIR sums in
+                // another order than upfirdn2d, so a Z that sits on a rounding
+                // boundary may round the other way: u·max|Z| per product, a
+                // few of them at most in one sum (allow 4).
+                let flips = if p.up == 2 { 4.0 } else { 0.0 };
+                let tol = (k * 2f64.powi(-24) * k + flips * prec.unit_roundoff()) * mz * mw * md;
+                assert_within(&what, &got, &want, tol);
+            }
+        }
+    }
+}
+
+/// The layer's whole epilogue (noise, bias, lrelu, gain, clamp) against the
+/// FP32 CPU reference. Each product of rounded operands is within 2u of the
+/// exact one (u: unit roundoff, both operands rounded), the errors of the K
+/// products are independent with mean ≈ 0, so the sum is off by about
+/// 2u·√K·max|w|·max|Z| (we allow twice that: c = 4); demodulation scales it
+/// by d, the epilogue by at most its gain (lrelu and clamp are 1-Lipschitz).
+#[test]
+fn tc_forward_with_epilogue_within_the_precision_bound() {
+    let _g = stylegan2::no_grad();
+    for (name, p) in cases() {
+        for shape in SMALL_SHAPES {
+            for prec in PRECISIONS {
+                let what = format!("{name} {shape:?} {prec}");
+                let run = |dev: Device, run_prec: Precision| -> Result<(Tensor, f64)> {
+                    let t = inputs(shape, p, dev)?;
+                    let [n, o, oh, ow] = [shape[0], shape[2], shape[3] * p.up, shape[4] * p.up];
+                    let noise = Tensor::from_vec(values(n * oh * ow, 14), vec![n, 1, oh, ow], dev)?;
+                    let strength = Tensor::from_vec(vec![0.7], vec![], dev)?;
+                    let bias = Tensor::from_vec(values(o, 15), vec![o], dev)?;
+                    let gain = 1.3 * std::f32::consts::SQRT_2;
+                    let epi = Epilogue {
+                        noise: Some((&noise, &strength)),
+                        bias: Some(&bias),
+                        act: BiasAct {
+                            act: Act::Lrelu { alpha: 0.2 },
+                            gain,
+                            clamp: Some(0.9),
+                        },
+                    };
+                    let y = modulated_conv2d_fused(
+                        &t.x,
+                        &t.w,
+                        &t.s,
+                        Some(&t.f),
+                        p.with_precision(run_prec),
+                        &epi,
+                    )?;
+                    let (z, wk, _) = staged(&t, p)?;
+                    let k = (shape[1] * wk.dims()[2] * wk.dims()[3]) as f64;
+                    let bound = 4.0
+                        * prec.unit_roundoff()
+                        * k.sqrt()
+                        * max_abs(&z)
+                        * max_abs(&wk)
+                        * max_demod(&t, p)?
+                        * gain as f64;
+                    Ok((y, bound))
+                };
+                let (want, bound) = run(Device::Cpu, Precision::F32).unwrap();
+                let (got, _) = run(Device::Sim, prec).unwrap();
+                assert_within(&what, &got, &want, bound + 1e-5);
+            }
+        }
+    }
+}
+
+/// First-order input gradient (the transposed convolution runs on the
+/// tensor cores too) against the FP32 CPU gradient, for `⟨y, r⟩` with
+/// r ∈ [-1, 1): the raw-accumulator gradient is gu = r·d, its K' = O·k²
+/// products with the weight are bounded as in the forward, times s (the
+/// output scale of the transposed kernel); up 2 adds the FP32 adjoint FIR
+/// step, whose used taps sum to 1.
+#[test]
+fn tc_input_gradient_within_the_precision_bound() {
+    for (name, p) in cases() {
+        for shape in SMALL_SHAPES {
+            for prec in PRECISIONS {
+                let what = format!("{name} {shape:?} {prec} dL/dx");
+                let run = |dev: Device, run_prec: Precision| -> Result<(Tensor, f64)> {
+                    let t = inputs(shape, p, dev)?;
+                    let y = modulated_conv2d_fused(
+                        &t.x,
+                        &t.w,
+                        &t.s,
+                        Some(&t.f),
+                        p.with_precision(run_prec),
+                        &Epilogue::identity(),
+                    )?;
+                    let r = Tensor::from_vec(values(y.numel(), 77), y.dims().to_vec(), dev)?;
+                    let g = grad(&[y], std::slice::from_ref(&t.x), Some(&[r]), false)?;
+                    let dx = g.into_iter().next().flatten().expect("dL/dx");
+                    let kk = (t.w.dims()[2] * t.w.dims()[3]) as f64;
+                    let bound = 4.0
+                        * prec.unit_roundoff()
+                        * (shape[2] as f64 * kk).sqrt()
+                        * max_abs(&t.w)
+                        * max_demod(&t, p)?
+                        * max_abs(&t.s);
+                    Ok((dx, bound))
+                };
+                let (want, bound) = run(Device::Cpu, Precision::F32).unwrap();
+                let (got, _) = run(Device::Sim, prec).unwrap();
+                assert_within(&what, &got, &want, bound + 1e-5);
+            }
+        }
+    }
+}
