@@ -3,6 +3,7 @@
 //!
 //! Layers above `ops` never see a device; `ops` never sees a layer.
 
+pub mod augment;
 pub mod autograd;
 pub mod backend;
 pub mod bench;

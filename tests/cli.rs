@@ -240,3 +240,47 @@ fn official_flag_names_and_their_old_aliases() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn augment_writes_a_grid_of_draws_and_names_bad_flags() {
+    let dir = std::env::temp_dir().join(format!("stylegan2-cli-aug-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = run(
+        &[
+            "augment",
+            "--data",
+            "synthetic:8",
+            "--p",
+            "0.5",
+            "--num",
+            "4",
+            "--draws",
+            "2",
+            "--out",
+            "grid.png",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Synthetic images are 32×32: 4 columns, the originals and 2 draws.
+    let img = image::open(dir.join("grid.png")).unwrap();
+    assert_eq!((img.width(), img.height()), (4 * 32, 3 * 32));
+    let o = run(
+        &[
+            "augment",
+            "--data",
+            "synthetic:8",
+            "--augpipe",
+            "bgz",
+            "--out",
+            "x.png",
+        ],
+        &dir,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("bgz"), "{err}");
+    let o = run(&["train", "--aug", "sometimes", "--kimg", "0.004"], &dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("sometimes"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

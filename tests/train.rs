@@ -2,12 +2,13 @@
 //! the tiny model, and short runs that write snapshots, resume and learn.
 
 use std::path::{Path, PathBuf};
+use stylegan2::augment::AugMode;
 use stylegan2::data::{self, Dataset, ImageFolder, Loader, Synthetic};
 use stylegan2::model::cli::{generate, info, GenerateOptions};
 use stylegan2::model::{load_generator, Discriminator, Generator, ModelConfig, Truncation};
 use stylegan2::nn::{Module, NoiseMode};
 use stylegan2::train::{
-    ema_beta, loss, update_ema, Adam, AdamConfig, Phase, TrainOptions, Trainer,
+    checkpoint, ema_beta, loss, update_ema, Adam, AdamConfig, Phase, TrainOptions, Trainer,
 };
 use stylegan2::{Device, Tensor};
 
@@ -505,6 +506,69 @@ fn a_short_run_writes_loadable_snapshots_and_resumes() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The ADA state of a snapshot's training counters.
+fn ada_state(path: &Path) -> stylegan2::augment::AdaState {
+    checkpoint::load(path, Device::Cpu)
+        .unwrap()
+        .state
+        .expect("a snapshot has a training state")
+        .augment
+        .expect("an ADA run saves its augment state")
+}
+
+#[test]
+fn ada_runs_adjust_p_and_resume_exactly() {
+    let dir = tmpdir("ada_run");
+    let ada = |run: &str, kimg: f64| TrainOptions {
+        aug: Some(AugMode::Ada),
+        augment_p: Some(0.3),
+        ..opts(&dir.join(run), kimg)
+    };
+    // Nine steps straight: ADA adjusts after steps 4 and 8 (batch 4: 9 steps = 36 images).
+    let straight = Trainer::new(ada("straight", 0.036)).unwrap().run().unwrap();
+    assert_eq!(straight.steps, 9);
+    let want = ada_state(straight.last_snapshot.as_ref().unwrap());
+    // p moved by ±batch·interval/(ada_kimg·1000) = 3.2e-5 per adjustment, twice.
+    let moved = (want.p - 0.3).abs();
+    // (Two moves the same way, or one each way.)
+    assert!(want.last_rt.is_some(), "{want:?}");
+    assert!(moved < 1e-6 || (moved - 6.4e-5).abs() < 1e-6, "{want:?}");
+    assert_eq!(
+        want.signs_count, 1,
+        "step 9's signs wait for the next adjustment"
+    );
+    let stats = std::fs::read_to_string(dir.join("straight/stats.jsonl")).unwrap();
+    assert!(
+        stats.contains("\"aug_p\"") && stats.contains("\"ada_rt\"") && stats.contains("signs_real"),
+        "{stats}"
+    );
+
+    // Three steps (a snapshot mid-interval with signs pending: Dmain of
+    // steps 0–2 and Dreg of step 0, which reports them too as the official
+    // loss), then a resume to nine: the same p, pending signs and last r_t.
+    let first = Trainer::new(ada("first", 0.012)).unwrap().run().unwrap();
+    let mid = ada_state(first.last_snapshot.as_ref().unwrap());
+    assert_eq!((mid.p, mid.signs_count, mid.last_rt), (0.3, 4, None));
+    let mut o = ada("second", 0.036);
+    o.resume = first.last_snapshot.clone();
+    let second = Trainer::new(o).unwrap().run().unwrap();
+    assert_eq!(second.steps, 9);
+    assert_eq!(ada_state(second.last_snapshot.as_ref().unwrap()), want);
+    let (a, b) = (
+        g_ema_values(straight.last_snapshot.as_ref().unwrap()),
+        g_ema_values(second.last_snapshot.as_ref().unwrap()),
+    );
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    eprintln!("resumed ADA run: max |ΔG_ema| = {diff:e}");
+    // As the plain resume test: the same run up to summation order.
+    assert!(diff < 1e-4, "resumed ADA run differs by {diff}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn training_moves_g_and_d_learns_a_separable_case() {
     let dir = tmpdir("learn");
@@ -624,6 +688,60 @@ fn bad_options_are_refused_with_a_reason() {
                 ..opts(&dir, 1.0)
             },
             "missing.safetensors",
+        ),
+        (
+            TrainOptions {
+                aug: Some(AugMode::Fixed),
+                ..opts(&dir, 1.0)
+            },
+            "--aug fixed needs the probability --p",
+        ),
+        (
+            TrainOptions {
+                augment_p: Some(0.5),
+                ..opts(&dir, 1.0)
+            },
+            "--p applies to --aug ada or fixed",
+        ),
+        (
+            TrainOptions {
+                aug: Some(AugMode::Ada),
+                augpipe: Some("bgz".into()),
+                ..opts(&dir, 1.0)
+            },
+            "unknown augment preset `bgz`",
+        ),
+        (
+            TrainOptions {
+                aug: Some(AugMode::Ada),
+                ada_target: Some(1.5),
+                ..opts(&dir, 1.0)
+            },
+            "--target",
+        ),
+        (
+            TrainOptions {
+                aug: Some(AugMode::Fixed),
+                augment_p: Some(0.5),
+                augpipe: Some("bgcf".into()),
+                ..opts(&dir, 1.0)
+            },
+            "at least 22×22",
+        ),
+        (
+            TrainOptions {
+                aug: Some(AugMode::Ada),
+                ada_kimg: Some(0.0),
+                ..opts(&dir, 1.0)
+            },
+            "--ada-kimg 0 must be a positive number",
+        ),
+        (
+            TrainOptions {
+                ada_kimg: Some(10.0),
+                ..opts(&dir, 1.0)
+            },
+            "--ada-kimg applies to --aug ada",
         ),
     ];
     for (o, needle) in cases {

@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use stylegan2::augment::preview::augment_grid;
+use stylegan2::augment::{AugMode, AugmentPipe};
 use stylegan2::data::tool::{convert, ConvertOptions, Transform};
 use stylegan2::flags::RangeList;
 use stylegan2::model::cli::{self as mcli, GenerateOptions};
@@ -118,11 +120,56 @@ enum Command {
         /// simulator, unfused on the CPU), unfused, grouped or fused.
         #[arg(long, default_value = "auto")]
         modconv: String,
+        /// Discriminator augmentation: ada (adaptive p), noaug or fixed (p
+        /// = --p) [default: ada for image folders and zips, noaug for
+        /// synthetic data].
+        #[arg(long)]
+        aug: Option<String>,
+        /// Augmentation probability: fixed (--aug fixed, required) or
+        /// initial (--aug ada) [default: 0].
+        #[arg(long = "p", value_parser = flags::f32_in(0.0, 1.0))]
+        augment_p: Option<f32>,
+        /// ADA target of r_t = E[sign(D(real))] [default: 0.6].
+        #[arg(long, value_parser = flags::f64_in(0.0, 1.0))]
+        target: Option<f64>,
+        /// Augment pipeline: blit, geom, color, filter, noise, cutout, bg,
+        /// bgc, bgcf, bgcfn or bgcfnc [default: bgc].
+        #[arg(long)]
+        augpipe: Option<String>,
+        /// ADA speed: p moves by at most 1 per this many kimg [default: 500].
+        #[arg(long, value_parser = flags::positive_f64(flags::MAX_KIMG))]
+        ada_kimg: Option<f64>,
         /// Skip images that cannot be decoded (corrupt, truncated,
         /// unsupported, transparent), counting and listing them, instead of
         /// refusing the dataset.
         #[arg(long)]
         skip_bad: bool,
+    },
+    /// Write a grid of augmented reals (top row: the images; below: several
+    /// draws of the augment pipeline at probability --p) to see what D sees.
+    Augment {
+        /// `synthetic`, `synthetic:N`, or a directory / .zip of images.
+        #[arg(long)]
+        data: String,
+        /// Augmentation probability.
+        #[arg(long, default_value_t = 0.5, value_parser = flags::f32_in(0.0, 1.0))]
+        p: f32,
+        /// Augment pipeline preset (see `train --augpipe`).
+        #[arg(long, default_value = "bgc")]
+        augpipe: String,
+        /// Images per row (the first N of the dataset).
+        #[arg(long, default_value_t = 8, value_parser = flags::usize_in(1, 256))]
+        num: usize,
+        /// Rows of augmented copies.
+        #[arg(long, default_value_t = 7, value_parser = flags::usize_in(1, 64))]
+        draws: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// The grid PNG to write.
+        #[arg(long, value_parser = flags::path)]
+        out: PathBuf,
     },
     /// Make a training dataset (a simplified official dataset_tool.py):
     /// numbered PNGs 00000/img00000000.png and a dataset.json (labels
@@ -458,6 +505,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             metrics_num,
             cond,
             modconv,
+            aug,
+            augment_p,
+            target,
+            augpipe,
+            ada_kimg,
             skip_bad,
         } => {
             if metrics.iter().any(|m| m.trim().is_empty()) {
@@ -512,6 +564,14 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 cond,
                 modconv,
                 skip_bad,
+                aug: aug
+                    .as_deref()
+                    .map(|a| at("--aug", AugMode::parse(a)))
+                    .transpose()?,
+                augment_p,
+                ada_target: target,
+                augpipe,
+                ada_kimg,
             };
             let summary = train::train(opts)?;
             if let Some(p) = &summary.last_snapshot {
@@ -528,6 +588,29 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     summary.run_dir.join("samples").display()
                 );
             }
+            Ok(())
+        }
+        Command::Augment {
+            data,
+            p,
+            augpipe,
+            num,
+            draws,
+            seed,
+            device,
+            out,
+        } => {
+            out_file("--out", &out)?;
+            let pipe = at("--augpipe", AugmentPipe::preset(&augpipe))?;
+            let device = at("--device", Device::parse(&device))?;
+            let ds = at("--data", stylegan2::data::open(&data, None, seed))?;
+            let loader = at("--data", stylegan2::data::Loader::new(ds, false, seed))?;
+            let img = augment_grid(&loader, &pipe, p, num, draws, seed, device)?;
+            at("--out", mcli::save_png(&img, &out))?;
+            println!(
+                "wrote {} (top row: {data}; {draws} rows of --augpipe {augpipe} at p {p})",
+                out.display()
+            );
             Ok(())
         }
         Command::Dataset {

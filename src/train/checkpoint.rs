@@ -29,6 +29,10 @@ pub struct TrainState {
     pub opt_d_steps: Vec<u64>,
     /// The seed of the run (data order and latents follow it).
     pub seed: u64,
+    /// ADA's probability and pending signs (absent: no augmentation, or a
+    /// snapshot from before augmentation existed).
+    #[serde(default)]
+    pub augment: Option<crate::augment::AdaState>,
 }
 
 /// The networks, optimizers and counters of a run.

@@ -8,6 +8,7 @@
 //! so they can be checked one by one against the official outputs;
 //! [`StyleGAN2Loss::phase_loss`] composes them into the scalar loss of a phase.
 
+use crate::augment::AugmentPipe;
 use crate::autograd;
 use crate::error::{invalid, Error, Result};
 use crate::model::{mapping_with_mixing, Discriminator, Generator, SynthesisOptions};
@@ -86,11 +87,17 @@ pub struct PhaseOutput {
     pub stats: Vec<(&'static str, Tensor)>,
 }
 
-/// Official `StyleGAN2Loss`, holding the running mean path length.
+/// Official `StyleGAN2Loss`, holding the running mean path length and the
+/// augment pipeline D's inputs go through.
 pub struct StyleGAN2Loss {
     pub opts: LossOptions,
     /// Running mean of the path lengths (a scalar, no graph).
     pub pl_mean: Tensor,
+    /// ADA: every image D sees (reals and fakes, every phase) is augmented
+    /// with this pipeline at probability `augment_p`, as the official
+    /// `run_D`; `None`: no augmentation.
+    pub augment: Option<AugmentPipe>,
+    pub augment_p: f32,
 }
 
 /// `softplus(−D(G(z)))` per sample: the non-saturating G loss
@@ -181,6 +188,8 @@ impl StyleGAN2Loss {
         Ok(StyleGAN2Loss {
             opts,
             pl_mean: Tensor::scalar(0.0, device),
+            augment: None,
+            augment_p: 0.0,
         })
     }
 
@@ -211,6 +220,24 @@ impl StyleGAN2Loss {
         };
         let img = g.synthesis(&ws, opts, &mut Ctx::with_rng(rng))?;
         Ok((img, ws))
+    }
+
+    /// Official `run_D`: the augment pipeline (when on, with parameters
+    /// drawn from `rng`), then D. Differentiable w.r.t. `img` to any order.
+    pub fn run_d(
+        &self,
+        d: &Discriminator,
+        img: &Tensor,
+        c: Option<&Tensor>,
+        rng: &mut crate::Rng,
+    ) -> Result<Tensor> {
+        match &self.augment {
+            Some(pipe) => {
+                let img = pipe.augment(img, self.augment_p, rng)?;
+                d.forward(&img, c, &mut Ctx::new())
+            }
+            None => d.forward(img, c, &mut Ctx::new()),
+        }
     }
 
     /// Path-length penalty `(lengths − pl_mean')²` per sample, where
@@ -245,7 +272,7 @@ impl StyleGAN2Loss {
         match phase {
             Phase::Gmain => {
                 let (img, _) = self.run_g(g, gen_z, gen_c, rng)?;
-                let logits = d.forward(&img, gen_c, &mut Ctx::new())?;
+                let logits = self.run_d(d, &img, gen_c, rng)?;
                 let loss = g_main_loss(&logits)?.mean_all()?;
                 Ok(PhaseOutput {
                     stats: vec![
@@ -275,8 +302,8 @@ impl StyleGAN2Loss {
                     let _g = autograd::no_grad();
                     self.run_g(g, gen_z, gen_c, rng)?.0
                 };
-                let gen_logits = d.forward(&img, gen_c, &mut Ctx::new())?;
-                let real_logits = d.forward(&real_img.detach(), real_c, &mut Ctx::new())?;
+                let gen_logits = self.run_d(d, &img, gen_c, rng)?;
+                let real_logits = self.run_d(d, &real_img.detach(), real_c, rng)?;
                 let loss = d_gen_loss(&gen_logits)?
                     .mean_all()?
                     .add(&d_real_loss(&real_logits)?.mean_all()?)?;
@@ -285,6 +312,8 @@ impl StyleGAN2Loss {
                         ("D_loss", mean_of(&loss)?),
                         ("scores_fake", mean_of(&gen_logits)?),
                         ("scores_real", mean_of(&real_logits)?),
+                        // Official `Loss/signs/real`: ADA's overfitting measure r_t.
+                        ("signs_real", mean_of(&real_logits.detach().sign()?)?),
                     ],
                     loss: loss.scale(gain)?,
                 })
@@ -292,11 +321,15 @@ impl StyleGAN2Loss {
             Phase::Dreg => {
                 let x = real_img.detach();
                 x.set_requires_grad(true)?;
-                let logits = d.forward(&x, real_c, &mut Ctx::new())?;
+                let logits = self.run_d(d, &x, real_c, rng)?;
                 let penalty = r1_penalty(&logits, &x)?;
                 let loss = penalty.scale(self.opts.r1_gamma / 2.0)?.mean_all()?;
                 Ok(PhaseOutput {
-                    stats: vec![("r1_penalty", mean_of(&penalty)?)],
+                    stats: vec![
+                        ("r1_penalty", mean_of(&penalty)?),
+                        // The official loss reports these signs in Dr1 too.
+                        ("signs_real", mean_of(&logits.detach().sign()?)?),
+                    ],
                     loss: loss.scale(gain)?,
                 })
             }

@@ -20,6 +20,7 @@ pub use checkpoint::{TrainState, STATE_KEY};
 pub use ema::{ema_beta, update_ema};
 pub use loss::{LossOptions, Phase, PhaseOutput, StyleGAN2Loss};
 
+use crate::augment::{AdaController, AugMode, AugmentPipe};
 use crate::data::{self, Loader};
 use crate::device::Device;
 use crate::error::{invalid, Error, Result};
@@ -91,6 +92,19 @@ pub struct TrainOptions {
     /// Skip dataset images that cannot be decoded (counted and reported)
     /// instead of refusing the dataset.
     pub skip_bad: bool,
+    /// Discriminator augmentation (`--aug`); `None`: `ada` for image
+    /// folders and zips, `noaug` for synthetic data.
+    pub aug: Option<AugMode>,
+    /// Augmentation probability (`--p`): fixed (`--aug fixed`, required) or
+    /// initial (`--aug ada`, default 0).
+    pub augment_p: Option<f32>,
+    /// ADA target of `r_t = E[sign(D(real))]` (`--target`, default 0.6).
+    pub ada_target: Option<f64>,
+    /// Augment pipeline preset (`--augpipe`, default `bgc`).
+    pub augpipe: Option<String>,
+    /// ADA speed: kimg for p to move by 1 at most (`--ada-kimg`, official
+    /// `ada_kimg`, default 500).
+    pub ada_kimg: Option<f64>,
 }
 
 impl Default for TrainOptions {
@@ -120,8 +134,83 @@ impl Default for TrainOptions {
             cond: false,
             modconv: ModConvPath::Auto,
             skip_bad: false,
+            aug: None,
+            augment_p: None,
+            ada_target: None,
+            augpipe: None,
+            ada_kimg: None,
         }
     }
+}
+
+/// The augmentation of a run from its options: the pipeline and the ADA
+/// controller (`None` for `noaug`). Checks that the flags fit together and
+/// the images (`channels`, `res`) fit the pipeline.
+fn augmentation(
+    opts: &TrainOptions,
+    channels: usize,
+    res: usize,
+) -> Result<Option<(AugmentPipe, AdaController)>> {
+    let synthetic = opts.data.starts_with("synthetic");
+    let mode = opts.aug.unwrap_or(if synthetic {
+        AugMode::NoAug
+    } else {
+        AugMode::Ada
+    });
+    let flag_needs = |flag: &str, modes: &str| {
+        invalid(
+            "train",
+            format!(
+                "{flag} applies to --aug {modes}; this run uses --aug {}",
+                mode.name()
+            ),
+        )
+    };
+    if mode == AugMode::NoAug {
+        if opts.augment_p.is_some() {
+            return flag_needs("--p", "ada or fixed");
+        }
+        if opts.augpipe.is_some() {
+            return flag_needs("--augpipe", "ada or fixed");
+        }
+    }
+    if mode != AugMode::Ada && opts.ada_target.is_some() {
+        return flag_needs("--target", "ada");
+    }
+    if mode != AugMode::Ada && opts.ada_kimg.is_some() {
+        return flag_needs("--ada-kimg", "ada");
+    }
+    if mode == AugMode::NoAug {
+        return Ok(None);
+    }
+    let p = match (mode, opts.augment_p) {
+        (AugMode::Fixed, None) => {
+            return invalid("train", "--aug fixed needs the probability --p");
+        }
+        (_, p) => p.unwrap_or(0.0),
+    };
+    let name = opts.augpipe.as_deref().unwrap_or("bgc");
+    let pipe = AugmentPipe::preset(name)?;
+    if pipe.color_on(channels) && channels != 1 && channels != 3 {
+        return invalid(
+            "train",
+            format!("--augpipe {name} transforms colours, which needs 1 or 3 channels; the data has {channels}"),
+        );
+    }
+    if pipe.imgfilter > 0.0 && res < 22 {
+        return invalid(
+            "train",
+            format!("--augpipe {name} filters images with 43 taps, which needs at least 22×22 images; the data is {res}×{res}"),
+        );
+    }
+    let mut ada = AdaController::new(mode == AugMode::Ada, p, opts.ada_target.unwrap_or(0.6))?;
+    if let Some(k) = opts.ada_kimg {
+        if !(k.is_finite() && k > 0.0) {
+            return invalid("train", format!("--ada-kimg {k} must be a positive number"));
+        }
+        ada.ada_kimg = k;
+    }
+    Ok(Some((pipe, ada)))
 }
 
 /// Lazy regularization intervals (official `G_reg_interval`, `D_reg_interval`).
@@ -198,6 +287,8 @@ pub struct Trainer {
     pub stats: Stats,
     /// Whether G and D take labels.
     pub cond: bool,
+    /// ADA's state (`None`: no augmentation); the pipeline sits in `loss`.
+    pub ada: Option<AdaController>,
     /// The snapshot grid: columns, the dataset image of each cell (reals)
     /// and, when conditional, each cell's label (one class per row).
     pub grid_plan: GridPlan,
@@ -493,7 +584,8 @@ impl Trainer {
             d.parameters(),
             AdamConfig::stylegan2(opts.dlr.unwrap_or(t.lr)).lazy(D_REG_INTERVAL),
         )?;
-        let loss = StyleGAN2Loss::new(
+        let augment = augmentation(&opts, channels, res)?;
+        let mut loss = StyleGAN2Loss::new(
             LossOptions {
                 style_mixing_prob: t.style_mixing_prob,
                 r1_gamma: gamma,
@@ -503,6 +595,10 @@ impl Trainer {
             },
             device,
         )?;
+        let ada = augment.map(|(pipe, ada)| {
+            loss.augment = Some(pipe);
+            ada
+        });
         let grid_plan = GridPlan::new(dataset.as_ref(), opts.grid, cond)?;
         let loader = Loader::new(dataset, opts.mirror, opts.seed)?;
 
@@ -524,6 +620,7 @@ impl Trainer {
             cur_nimg: 0,
             stats: Stats::default(),
             cond,
+            ada,
             grid_plan,
             metrics,
         };
@@ -581,6 +678,12 @@ impl Trainer {
         self.loss.set_pl_mean(state.pl_mean).map_err(ctx)?;
         self.step = state.step;
         self.cur_nimg = state.cur_nimg;
+        // ADA continues from the saved p and signs (a fixed p stays --p).
+        if let (Some(ada), Some(saved)) = (&mut self.ada, &state.augment) {
+            if ada.adaptive {
+                ada.state = saved.clone();
+            }
+        }
         if state.seed != self.opts.seed {
             eprintln!(
                 "stylegan2: note: resuming a run of seed {} with --seed {}; data order and latents follow the new seed",
@@ -616,6 +719,9 @@ impl Trainer {
             (self.loader.batch(self.cur_nimg, self.batch, device)?, None)
         };
         let mut rng = crate::rng(step_seed(self.opts.seed, self.step));
+        if let Some(ada) = &self.ada {
+            self.loss.augment_p = ada.state.p;
+        }
         let z_dim = self.config.generator.z_dim;
         for (phase, interval) in self.phases_of(self.step) {
             let gen_z = Tensor::randn(vec![self.batch, z_dim], &mut rng, device);
@@ -669,6 +775,11 @@ impl Trainer {
                         ),
                     });
                 }
+                if name == "signs_real" {
+                    if let Some(ada) = &mut self.ada {
+                        ada.observe(v);
+                    }
+                }
                 self.stats.add(name, v);
             }
         }
@@ -676,6 +787,10 @@ impl Trainer {
         update_ema(&self.g_ema, &self.g, beta)?;
         self.cur_nimg += self.batch as u64;
         self.step += 1;
+        // Official order: the ADA heuristic after the step's counters advance.
+        if let Some(ada) = &mut self.ada {
+            ada.after_step(self.step, self.batch);
+        }
         Ok(())
     }
 
@@ -740,6 +855,7 @@ impl Trainer {
             opt_g_steps: self.opt_g.steps().to_vec(),
             opt_d_steps: self.opt_d.steps().to_vec(),
             seed: self.opts.seed,
+            augment: self.ada.as_ref().map(|a| a.state.clone()),
         })
     }
 
@@ -856,11 +972,12 @@ impl Trainer {
                 t0.elapsed().as_secs_f64() / ((self.cur_nimg - n0) as f64 / 1000.0).max(1e-9);
             bar.set_position(self.cur_nimg.min(total));
             bar.set_message(format!(
-                "kimg {:.3}/{}  G {:.3}  D {:.3}  {:.1} s/kimg",
+                "kimg {:.3}/{}  G {:.3}  D {:.3}{}  {:.1} s/kimg",
                 self.cur_nimg as f64 / 1000.0,
                 self.opts.kimg,
                 self.stats.mean("G_loss").unwrap_or(f64::NAN),
                 self.stats.mean("D_loss").unwrap_or(f64::NAN),
+                self.ada_status(),
                 sec_per_kimg
             ));
             let done = self.cur_nimg >= total;
@@ -882,6 +999,7 @@ impl Trainer {
                         last_stats
                             .iter()
                             .map(|&(n, v)| (n.to_string(), v))
+                            .chain(self.ada_stats())
                             .chain(metrics.iter().cloned())
                             .map(|(n, v)| format!("{n} {v:.4}"))
                             .collect::<Vec<_>>()
@@ -965,6 +1083,32 @@ impl Trainer {
         Ok(out)
     }
 
+    /// `aug_p` and `ada_rt` (the last r_t ADA used) when augmenting.
+    fn ada_stats(&self) -> Vec<(String, f64)> {
+        let Some(ada) = &self.ada else {
+            return Vec::new();
+        };
+        let mut v = vec![("aug_p".to_string(), ada.state.p as f64)];
+        if let Some(rt) = ada.state.last_rt {
+            v.push(("ada_rt".to_string(), rt));
+        }
+        v
+    }
+
+    /// `  p 0.012  r_t 0.71` for the progress line, empty without augmentation.
+    fn ada_status(&self) -> String {
+        match &self.ada {
+            Some(a) => format!(
+                "  p {:.3}{}",
+                a.state.p,
+                a.state
+                    .last_rt
+                    .map_or(String::new(), |rt| format!("  r_t {rt:.2}"))
+            ),
+            None => String::new(),
+        }
+    }
+
     fn append_stats(&self, sec_per_kimg: f64, metrics: &[(String, f64)]) -> Result<()> {
         let mut line = serde_json::Map::new();
         line.insert("kimg".into(), (self.cur_nimg as f64 / 1000.0).into());
@@ -973,8 +1117,8 @@ impl Trainer {
         for (n, v) in self.stats.means() {
             line.insert(n.into(), v.into());
         }
-        for (n, v) in metrics {
-            line.insert(n.clone(), (*v).into());
+        for (n, v) in self.ada_stats().into_iter().chain(metrics.iter().cloned()) {
+            line.insert(n, v.into());
         }
         crate::fsio::append(
             &self.run_dir.join("stats.jsonl"),
@@ -1012,6 +1156,16 @@ impl Trainer {
             "seed": o.seed,
             "device": o.device.to_string(),
             "modconv": format!("{:?}", o.modconv.resolve(o.device)).to_lowercase(),
+            "aug": match &self.ada {
+                None => "noaug",
+                Some(a) if a.adaptive => "ada",
+                Some(_) => "fixed",
+            },
+            "augpipe": self.ada.as_ref().map(|_| o.augpipe.as_deref().unwrap_or("bgc")),
+            "augment_p": self.ada.as_ref().map(|a| a.state.p),
+            "ada_target": self.ada.as_ref().filter(|a| a.adaptive).map(|a| a.target),
+            "ada_interval": self.ada.as_ref().map(|a| a.interval),
+            "ada_kimg": self.ada.as_ref().map(|a| a.ada_kimg),
             "resume": o.resume.as_ref().map(|p| p.display().to_string()),
             "resume_step": self.step,
             "resume_nimg": self.cur_nimg,

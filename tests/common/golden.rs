@@ -30,7 +30,12 @@ pub fn load(name: &str) -> Golden {
     } else {
         format!("{name}.safetensors")
     };
-    let path = format!("{}/{file}", dir());
+    load_path(&format!("{}/{file}", dir()))
+}
+
+/// Loads the safetensors file at `path` (all F32), as `load` does.
+pub fn load_path(path: &str) -> Golden {
+    let path = path.to_string();
     let bytes = std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "golden file {path} could not be read ({e}); the golden data of the official \

@@ -4,6 +4,7 @@
 pub mod bias_act;
 pub mod conv;
 pub mod elementwise;
+pub mod grid_sample;
 pub mod layout;
 pub mod matmul;
 pub mod noise;

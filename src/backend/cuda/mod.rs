@@ -14,6 +14,7 @@ pub(crate) mod bias_act;
 pub mod compile;
 pub mod conv;
 pub mod elementwise;
+pub(crate) mod grid_sample;
 pub(crate) mod launch;
 pub mod matmul;
 pub mod modconv;
