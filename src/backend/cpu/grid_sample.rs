@@ -55,6 +55,22 @@ fn tap(x0: i64, y0: i64, k: usize, hw: [usize; 2]) -> Option<usize> {
         .then(|| py as usize * hw[1] + px as usize)
 }
 
+/// Visits every output pixel `o` of one plane and each of its in-bounds
+/// bilinear neighbours `i` with weight `w`, in the order nw, ne, sw, se: the
+/// forward gathers along these pairs, the input grad scatters along them.
+fn for_each_tap(t: &[f32], ohw: [usize; 2], hw: [usize; 2], mut f: impl FnMut(usize, usize, f32)) {
+    for oy in 0..ohw[0] {
+        for ox in 0..ohw[1] {
+            let (x0, y0, wts) = bilinear_at(t, ox, oy, ohw, hw);
+            for (k, &wk) in wts.iter().enumerate() {
+                if let Some(i) = tap(x0, y0, k, hw) {
+                    f(oy * ohw[1] + ox, i, wk);
+                }
+            }
+        }
+    }
+}
+
 /// `y [n, c, oh, ow]` sampled from `x [n, c, h, w]` with `theta [n, 2, 3]`.
 pub fn grid_sample_affine(
     x: &[f32],
@@ -71,18 +87,7 @@ pub fn grid_sample_affine(
     let run = |(p, yp): (usize, &mut [f32])| {
         let t = &theta[(p / c) * 6..(p / c) * 6 + 6];
         let xp = &x[p * plane_in..(p + 1) * plane_in];
-        for oy in 0..ohw[0] {
-            for ox in 0..ohw[1] {
-                let (x0, y0, wts) = bilinear_at(t, ox, oy, ohw, hw);
-                let mut acc = 0f32;
-                for (k, wk) in wts.iter().enumerate() {
-                    if let Some(i) = tap(x0, y0, k, hw) {
-                        acc += xp[i] * wk;
-                    }
-                }
-                yp[oy * ohw[1] + ox] = acc;
-            }
-        }
+        for_each_tap(t, ohw, hw, |o, i, wk| yp[o] += xp[i] * wk);
     };
     if y.len() >= PAR_MIN {
         y.par_chunks_mut(plane_out).enumerate().for_each(run);
@@ -110,17 +115,7 @@ pub fn grid_sample_affine_input_grad(
     let run = |(p, gp): (usize, &mut [f32])| {
         let t = &theta[(p / c) * 6..(p / c) * 6 + 6];
         let go = &g[p * plane_out..(p + 1) * plane_out];
-        for oy in 0..ohw[0] {
-            for ox in 0..ohw[1] {
-                let (x0, y0, wts) = bilinear_at(t, ox, oy, ohw, hw);
-                let gi = go[oy * ohw[1] + ox];
-                for (k, wk) in wts.iter().enumerate() {
-                    if let Some(i) = tap(x0, y0, k, hw) {
-                        gp[i] += gi * wk;
-                    }
-                }
-            }
-        }
+        for_each_tap(t, ohw, hw, |o, i, wk| gp[i] += go[o] * wk);
     };
     if gx.len() >= PAR_MIN {
         gx.par_chunks_mut(plane_in).enumerate().for_each(run);
