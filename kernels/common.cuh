@@ -371,3 +371,19 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const unsigned (&a)[4], co
   }
 }
 #endif
+
+// Tensor-core kernels keep operands in shared memory as rows of 32 bytes
+// (one k-step of one tile row or column: 8 TF32 or 16 BF16/FP16 values).
+// Byte offset of 16-byte half `half` of row r: the halves are swapped when
+// bit 2 of r is set, so the 8 consecutive rows an ldmatrix reads hit 32
+// distinct banks.
+__device__ __forceinline__ int tc_row32(int r, int half) { return r * 32 + ((half ^ ((r >> 2) & 1)) << 4); }
+
+// One 4-byte unit of such a row: the TF32 bits of `lo` (`hi` unused), or the
+// bf16x2 / f16x2 pair (lo, hi), rounded as the format's conversion does.
+template <int FMT>
+__device__ __forceinline__ unsigned tc_pack(float lo, float hi) {
+  if (FMT == TC_TF32) return tc_tf32(lo);
+  if (FMT == TC_BF16) return tc_pack_bf16x2(lo, hi);
+  return tc_pack_f16x2(lo, hi);
+}

@@ -18,6 +18,7 @@ pub(crate) mod grid_sample;
 pub(crate) mod launch;
 pub mod matmul;
 pub mod modconv;
+pub(crate) mod modconv_tc;
 pub(crate) mod noise;
 pub mod upfirdn;
 
