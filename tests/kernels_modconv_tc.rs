@@ -116,9 +116,8 @@ fn staged(t: &Inputs, p: ModConv) -> Result<(Tensor, Tensor, usize)> {
 fn rounded_reference(t: &Inputs, p: ModConv, prec: Precision) -> Result<Tensor> {
     let (z, wk, pad) = staged(t, p)?;
     let conv = Conv2d {
-        stride: [1, 1],
         padding: [pad, pad],
-        groups: 1,
+        ..Conv2d::default()
     };
     let y = conv2d(&rounded(&z, prec)?, &rounded(&wk, prec)?, conv)?;
     if !p.demodulate {

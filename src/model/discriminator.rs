@@ -8,6 +8,7 @@ use crate::nn::{
     join, resample_filter, Activation, Conv2dLayer, Ctx, FullyConnected, Kind, MinibatchStd,
     Module, FIR_TAPS,
 };
+use crate::ops::precision::Precision;
 use crate::ops::upfirdn::downsample2d;
 use crate::tensor::Tensor;
 
@@ -354,9 +355,23 @@ impl std::fmt::Debug for Discriminator {
     }
 }
 
-fn run_conv(l: &Conv2dLayer, name: &str, x: &Tensor, gain: f32, ctx: &mut Ctx) -> Result<Tensor> {
+/// How the discriminator runs: the operand precision of its convolutions
+/// (`F32` by default: exact; see [`Precision`] for where the others apply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DiscriminatorOptions {
+    pub precision: Precision,
+}
+
+fn run_conv(
+    l: &Conv2dLayer,
+    name: &str,
+    x: &Tensor,
+    gain: f32,
+    opts: DiscriminatorOptions,
+    ctx: &mut Ctx,
+) -> Result<Tensor> {
     ctx.enter(name);
-    let y = l.forward(x, gain);
+    let y = l.forward_at(x, gain, opts.precision);
     if let Ok(y) = &y {
         ctx.record("", y);
     }
@@ -371,6 +386,7 @@ impl DiscriminatorBlock {
         &self,
         x: Option<&Tensor>,
         img: Option<&Tensor>,
+        opts: DiscriminatorOptions,
         ctx: &mut Ctx,
     ) -> Result<(Tensor, Option<Tensor>)> {
         const OP: &str = "DiscriminatorBlock";
@@ -403,7 +419,7 @@ impl DiscriminatorBlock {
                     ),
                 );
             }
-            let y = run_conv(fromrgb, "fromrgb", img, 1.0, ctx)?;
+            let y = run_conv(fromrgb, "fromrgb", img, 1.0, opts, ctx)?;
             x = Some(match x {
                 Some(x) => x.add(&y)?,
                 None => y,
@@ -418,14 +434,14 @@ impl DiscriminatorBlock {
         let sqrt_half = 0.5f32.sqrt();
         let x = match &self.skip {
             Some(skip) => {
-                let y = run_conv(skip, "skip", &x, sqrt_half, ctx)?;
-                let h = run_conv(&self.conv0, "conv0", &x, 1.0, ctx)?;
-                let h = run_conv(&self.conv1, "conv1", &h, sqrt_half, ctx)?;
+                let y = run_conv(skip, "skip", &x, sqrt_half, opts, ctx)?;
+                let h = run_conv(&self.conv0, "conv0", &x, 1.0, opts, ctx)?;
+                let h = run_conv(&self.conv1, "conv1", &h, sqrt_half, opts, ctx)?;
                 y.add(&h)?
             }
             None => {
-                let h = run_conv(&self.conv0, "conv0", &x, 1.0, ctx)?;
-                run_conv(&self.conv1, "conv1", &h, 1.0, ctx)?
+                let h = run_conv(&self.conv0, "conv0", &x, 1.0, opts, ctx)?;
+                run_conv(&self.conv1, "conv1", &h, 1.0, opts, ctx)?
             }
         };
         ctx.record("x", &x);
@@ -441,6 +457,7 @@ impl DiscriminatorEpilogue {
         x: &Tensor,
         img: Option<&Tensor>,
         cmap: Option<&Tensor>,
+        opts: DiscriminatorOptions,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
         const OP: &str = "DiscriminatorEpilogue";
@@ -461,13 +478,13 @@ impl DiscriminatorEpilogue {
             let Some(img) = img else {
                 return invalid(OP, "the 'skip' epilogue needs the image");
             };
-            x = x.add(&run_conv(fromrgb, "fromrgb", img, 1.0, ctx)?)?;
+            x = x.add(&run_conv(fromrgb, "fromrgb", img, 1.0, opts, ctx)?)?;
         }
         if let Some(mbstd) = &self.mbstd {
             x = mbstd.forward(&x)?;
             ctx.record("mbstd", &x);
         }
-        let x = run_conv(&self.conv, "conv", &x, 1.0, ctx)?;
+        let x = run_conv(&self.conv, "conv", &x, 1.0, opts, ctx)?;
         let x = self
             .fc
             .forward(&x.reshape(vec![n, self.in_channels * r * r])?)?;
@@ -497,6 +514,17 @@ impl Discriminator {
     /// `D(img, c)`: images `[N, C, R, R]` (and labels `[N, c_dim]` when
     /// `c_dim > 0`) → logits `[N, 1]`.
     pub fn forward(&self, img: &Tensor, c: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        self.forward_with(img, c, DiscriminatorOptions::default(), ctx)
+    }
+
+    /// [`Discriminator::forward`] with options (the convolutions' precision).
+    pub fn forward_with(
+        &self,
+        img: &Tensor,
+        c: Option<&Tensor>,
+        opts: DiscriminatorOptions,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
         let cfg = &self.config;
         let r = cfg.img_resolution;
         if img.rank() != 4 || img.dims()[1..] != [cfg.img_channels, r, r] {
@@ -513,7 +541,7 @@ impl Discriminator {
         let mut im = Some(img.clone());
         for b in &self.blocks {
             ctx.enter(&format!("b{}", b.resolution));
-            let out = b.forward(x.as_ref(), im.as_ref(), ctx);
+            let out = b.forward(x.as_ref(), im.as_ref(), opts, ctx);
             ctx.leave();
             let (nx, nim) = out?;
             x = Some(nx);
@@ -534,7 +562,7 @@ impl Discriminator {
             ));
         };
         ctx.enter("b4");
-        let logits = self.b4.forward(&x, im.as_ref(), cmap.as_ref(), ctx);
+        let logits = self.b4.forward(&x, im.as_ref(), cmap.as_ref(), opts, ctx);
         if let Ok(l) = &logits {
             ctx.record("", l);
         }

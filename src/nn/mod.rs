@@ -12,7 +12,7 @@ pub mod mbstd;
 pub mod state;
 pub mod synthesis;
 
-pub use conv::{conv2d_resample, Conv2dLayer};
+pub use conv::{conv2d_resample, conv2d_resample_at, Conv2dLayer};
 pub use fc::FullyConnected;
 pub use mbstd::MinibatchStd;
 pub use state::{join, Kind, Module, StateDict};

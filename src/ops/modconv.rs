@@ -42,9 +42,10 @@ pub struct ModConv {
     pub padding: usize,
     /// Official `flip_weight`: true = correlation (F.conv2d), false = true convolution.
     pub flip_weight: bool,
-    /// Operand precision of the products of the fused path on `Cuda`/`Sim`
-    /// (forward and input gradient); the `Unfused` and `Grouped` paths and
-    /// the CPU compute in FP32. See [`Precision`].
+    /// Operand precision of the products on `Cuda`/`Sim`: the fused path's
+    /// forward, input and weight gradients, and the convolution of the
+    /// `Unfused` and `Grouped` paths (the conv op's tensor-core kernels); the
+    /// CPU computes in FP32. See [`Precision`].
     pub precision: Precision,
 }
 
@@ -259,9 +260,9 @@ pub fn modulated_conv2d(
         }
     };
     let conv = Conv2d {
-        stride: [1, 1],
         padding: [conv_pad, conv_pad],
-        groups: 1,
+        precision: p.precision,
+        ..Conv2d::default()
     };
     let dcoefs = || -> Result<Option<Tensor>> {
         if p.demodulate {

@@ -13,6 +13,7 @@
 pub(crate) mod bias_act;
 pub mod compile;
 pub mod conv;
+pub(crate) mod conv_tc;
 pub mod elementwise;
 pub(crate) mod grid_sample;
 pub(crate) mod launch;
