@@ -291,3 +291,117 @@ fn tc_input_gradient_within_the_precision_bound() {
         }
     }
 }
+
+/// First-order weight and style gradients (the fast backward) against the
+/// FP32 CPU gradients, for `⟨y, r⟩` with r ∈ [-1, 1).
+///
+/// Weight gradient: the GEMM `Σ_{n,p} gu · (s ⊙ Z)` runs on the tensor cores
+/// (conv_tc.cu) with gu = r·d: K = N·OH·OW rounded products, bounded as the
+/// forward, 4u·√K·max|gu|·max|s⊙Z|. The demodulation term `−w · Σ_n e s²`
+/// (e = dd·d³, dd = Σ_p g·u) is FP32 on u, the forward's accumulator, whose
+/// error is the forward bound ε_u = 4u·√K_f·max|Z|·max|w|; over P pixels and
+/// N samples that moves dw by at most max|w|·N·P·max|r|·ε_u·max d³·max s².
+/// Style gradient: Σ_p x · ∂L/∂(x⊙s) over P = H·W (or the up-sampled grid,
+/// then FIR adjoint, taps summing to 1) of the input-gradient's error (the
+/// dx bound of the test above without its factor s), plus the same dd term
+/// through Σ_o e·Σ_k w²: max s·O·P·max|r|·ε_u·max d³·max Σ_k w².
+#[test]
+fn tc_weight_and_style_gradients_within_the_precision_bound() {
+    for (name, p) in cases() {
+        for shape in SMALL_SHAPES {
+            for prec in PRECISIONS {
+                let run = |dev: Device, run_prec: Precision| -> Result<(Vec<Tensor>, [f64; 2])> {
+                    let t = inputs(shape, p, dev)?;
+                    let y = modulated_conv2d_fused(
+                        &t.x,
+                        &t.w,
+                        &t.s,
+                        Some(&t.f),
+                        p.with_precision(run_prec),
+                        &Epilogue::identity(),
+                    )?;
+                    let [n, o, oh, ow] = [y.dims()[0], y.dims()[1], y.dims()[2], y.dims()[3]];
+                    let r = Tensor::from_vec(values(y.numel(), 78), y.dims().to_vec(), dev)?;
+                    let g = grad(&[y], &[t.w.clone(), t.s.clone()], Some(&[r]), false)?;
+                    let gs: Vec<Tensor> = g.into_iter().map(|v| v.expect("gradient")).collect();
+                    let u = prec.unit_roundoff();
+                    let (z, wk, _) = staged(&t, p)?;
+                    let (mz, mw, md) = (max_abs(&z), max_abs(&wk), max_demod(&t, p)?);
+                    let ms = max_abs(&t.s);
+                    let kk = (wk.dims()[2] * wk.dims()[3]) as f64;
+                    let kf = shape[1] as f64 * kk;
+                    let pix = (oh * ow) as f64;
+                    let eps_u = 4.0 * u * kf.sqrt() * mz * mw;
+                    let (dd_w, dd_s) = if p.demodulate {
+                        (
+                            mw * n as f64 * pix * eps_u * md.powi(3) * ms * ms,
+                            ms * o as f64 * pix * eps_u * md.powi(3) * mw * mw * kk,
+                        )
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    let kw_ = (n * oh * ow) as f64;
+                    let bound_w = 4.0 * u * kw_.sqrt() * md * mz + dd_w;
+                    let in_pix = (z.dims()[2] * z.dims()[3]) as f64;
+                    let gxs = 4.0 * u * (o as f64 * kk).sqrt() * mw * md;
+                    let bound_s = in_pix * max_abs(&t.x) * gxs + dd_s;
+                    Ok((gs, [bound_w, bound_s]))
+                };
+                let (want, bounds) = run(Device::Cpu, Precision::F32).unwrap();
+                let (got, _) = run(Device::Sim, prec).unwrap();
+                for (k, what) in ["dL/dw", "dL/ds"].iter().enumerate() {
+                    let what = format!("{name} {shape:?} {prec} {what}");
+                    assert_within(&what, &got[k], &want[k], bounds[k] + 1e-5);
+                }
+            }
+        }
+    }
+}
+
+/// The grouped path (per-sample weights, one grouped conv2d) runs its
+/// convolution at the layer's precision (conv_tc.cu with groups = N): within
+/// the forward's precision bound of the FP32 CPU result.
+#[test]
+fn tc_grouped_path_within_the_precision_bound() {
+    use stylegan2::ops::modconv::{modulated_conv2d, ModConvPath};
+    let _g = stylegan2::no_grad();
+    for (name, p) in cases() {
+        for shape in SMALL_SHAPES {
+            for prec in PRECISIONS {
+                let run = |dev: Device, run_prec: Precision| -> Result<(Tensor, f64)> {
+                    let t = inputs(shape, p, dev)?;
+                    let y = modulated_conv2d(
+                        &t.x,
+                        &t.w,
+                        &t.s,
+                        Some(&t.f),
+                        p.with_precision(run_prec),
+                        ModConvPath::Grouped,
+                    )?;
+                    // Operands: Z without the styles (x, or its FIR
+                    // up-sampling: at most max|s⊙Z| / min s, s ≥ 0.7 by
+                    // construction) and w·s·d (max|w|·max|s|·max d).
+                    let (z, wk, _) = staged(&t, p)?;
+                    let k = (shape[1] * wk.dims()[2] * wk.dims()[3]) as f64;
+                    let mzx = max_abs(&z) / 0.7;
+                    let bound = 4.0
+                        * prec.unit_roundoff()
+                        * k.sqrt()
+                        * mzx
+                        * max_abs(&wk)
+                        * max_abs(&t.s)
+                        * max_demod(&t, p)?;
+                    Ok((y, bound))
+                };
+                let (want, bound) = run(Device::Cpu, Precision::F32).unwrap();
+                let (got, _) = run(Device::Sim, prec).unwrap();
+                assert_within(
+                    &format!("{name} {shape:?} {prec} grouped"),
+                    &got,
+                    &want,
+                    bound + 1e-5,
+                );
+            }
+        }
+    }
+}

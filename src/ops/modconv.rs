@@ -14,7 +14,9 @@
 //!   weight view and the styles as output scale (up 1), or that kernel onto
 //!   the up-sampled grid followed by the adjoint FIR step (up 2), each
 //!   reducing `Σ x · ∂L/∂(x ⊙ s)` for the styles on the way;
-//! - weight gradient: a split-K GEMM over (n, pixel) of `gu` and `s ⊙ Z`;
+//! - weight gradient: a split-K GEMM over (n, pixel) of `gu` and `s ⊙ Z`
+//!   (on the tensor cores at a non-F32 precision: conv_tc.cu's weight
+//!   gradient with the styles as input scale);
 //! - demodulation terms with `e = dd · d³`: `dw −= w · Σ_n e s²`,
 //!   `ds −= s · Σ_o e · Σ_k w²`.
 //!
@@ -763,7 +765,15 @@ impl FusedModConvOp {
         let mut dw = None;
         if need_w {
             let (part, splits) = match &fst {
-                None => cuda::weight_grad(&eg.gu, &xs, Some(&ss), geo.conv(), geo.flip, device)?,
+                None => cuda::weight_grad(
+                    &eg.gu,
+                    &xs,
+                    Some(&ss),
+                    geo.conv(),
+                    geo.flip,
+                    self.p.precision,
+                    device,
+                )?,
                 Some(f) => {
                     let z = cuda::upfir(
                         &xs,
@@ -773,7 +783,15 @@ impl FusedModConvOp {
                         geo.zhw,
                         device,
                     )?;
-                    cuda::weight_grad(&eg.gu, &z, None, geo.conv(), geo.flip, device)?
+                    cuda::weight_grad(
+                        &eg.gu,
+                        &z,
+                        None,
+                        geo.conv(),
+                        geo.flip,
+                        self.p.precision,
+                        device,
+                    )?
                 }
             };
             dw = Some(t(part, vec![splits, o, i, kh, kw]).sum(&[0], false)?);

@@ -3,9 +3,11 @@
 //! epilogue) and the kernels of its first-order backward, on `Device::Cuda`
 //! and `Device::Sim` alike. Shapes are validated by `ops::modconv`.
 
+use super::conv_tc;
 use super::launch::{launch, Args, Config, KernelArg};
 use super::modconv_tc::{self, TcKernel};
 use super::{alloc, InBuf, OutBuf};
+use crate::backend::cpu::conv::ConvGeom as CpuConvGeom;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::ops::precision::Precision;
@@ -600,7 +602,9 @@ pub(crate) fn fir_down(
 
 /// The weight gradient `Σ_{n,p} gu · s · Z` as split-K partial sums
 /// `[splits, M, C·kh·kw]` (stored at the raw weight's index, flipped when
-/// `flip`); returns the storage and `splits`.
+/// `flip`); returns the storage and `splits`. At a tensor-core precision
+/// (where `conv_tc` applies) it is conv_tc.cu's weight-gradient GEMM with
+/// the styles as input scale; else `modconv_wgrad` in FP32.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn weight_grad(
     gu: &Storage,
@@ -608,12 +612,59 @@ pub(crate) fn weight_grad(
     in_scale: Option<&Storage>,
     g: ConvGeom,
     flip: bool,
+    precision: Precision,
     device: Device,
 ) -> Result<(Storage, usize)> {
     const OP: &str = "modconv_wgrad";
     let [kh, kw] = g.k;
     let cols = g.c * kh * kw;
     let kdim = g.n * g.ohw[0] * g.ohw[1];
+    // The same GEMM as conv2d's weight gradient of Z (stride 1, padding
+    // `pad`, which is never negative here: p.padding, or 0 for up 2).
+    let cg = CpuConvGeom {
+        n: g.n,
+        c: g.c,
+        h: g.zhw[0],
+        w: g.zhw[1],
+        o: g.m,
+        kh,
+        kw,
+        stride: [1, 1],
+        padding: g.pad.map(|p| p.max(0) as usize),
+        groups: 1,
+        oh: g.ohw[0],
+        ow: g.ohw[1],
+    };
+    if g.pad.iter().all(|&p| p >= 0)
+        && conv_tc::applies(conv_tc::Pass::WeightGrad, &cg, precision, device)?
+    {
+        let (splits, chunk) = conv_tc::wgrad_splits(&cg);
+        let total = splits * g.m * cols;
+        for (what, v) in [
+            ("split-K workspace", total),
+            ("staged input", g.n * g.c * g.zhw[0] * g.zhw[1]),
+        ] {
+            to_i32(OP, v).map_err(|_| Error::Invalid {
+                op: OP,
+                msg: format!("the {what} has {v} elements; the kernels take at most 2^31 − 1"),
+            })?;
+        }
+        let mut part = alloc(device, total)?;
+        if total > 0 {
+            conv_tc::weight_grad_partial(
+                &mut part,
+                z,
+                gu,
+                in_scale,
+                flip,
+                (splits, chunk),
+                &cg,
+                precision,
+                device,
+            )?;
+        }
+        return Ok((part.into_storage(), splits));
+    }
     let (mt, nt) = (g.m.div_ceil(WM), cols.div_ceil(WN));
     // Enough blocks to fill a large GPU, each with at least 64 K-steps of work.
     let splits = 256usize
