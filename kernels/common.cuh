@@ -379,6 +379,17 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const unsigned (&a)[4], co
 // distinct banks.
 __device__ __forceinline__ int tc_row32(int r, int half) { return r * 32 + ((half ^ ((r >> 2) & 1)) << 4); }
 
+// Element e of an operand array in format `fmt` (run-time code): 4-byte
+// TF32 bits or a 2-byte bf16 / f16 value, rounded as tc_pack rounds.
+__device__ __forceinline__ void tc_store_operand(unsigned char* base, long long e, float v, int fmt) {
+  if (fmt == TC_TF32) {
+    reinterpret_cast<unsigned*>(base)[e] = tc_tf32(v);
+  } else {
+    const unsigned p = fmt == TC_BF16 ? tc_pack_bf16x2(v, 0.0f) : tc_pack_f16x2(v, 0.0f);
+    reinterpret_cast<unsigned short*>(base)[e] = (unsigned short)(p & 0xffffu);
+  }
+}
+
 // One 4-byte unit of such a row: the TF32 bits of `lo` (`hi` unused), or the
 // bf16x2 / f16x2 pair (lo, hi), rounded as the format's conversion does.
 template <int FMT>

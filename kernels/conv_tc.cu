@@ -68,12 +68,7 @@ extern "C" __global__ void conv_tc_weight(unsigned char* __restrict__ wt, const 
                                       : ((long long)(g * Mg + m) * Kg + k) * kk + tap;
       v = w[src];
     }
-    if (fmt == TC_TF32) {
-      reinterpret_cast<unsigned*>(wt)[e] = tc_tf32(v);
-    } else {
-      const unsigned p = fmt == TC_BF16 ? tc_pack_bf16x2(v, 0.0f) : tc_pack_f16x2(v, 0.0f);
-      reinterpret_cast<unsigned short*>(wt)[e] = (unsigned short)(p & 0xffffu);
-    }
+    tc_store_operand(wt, e, v, fmt);
   }
 }
 

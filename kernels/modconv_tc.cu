@@ -38,12 +38,7 @@ extern "C" __global__ void modconv_tc_weight(unsigned char* __restrict__ wt, con
     const int ky = tap / kw, kx = tap - ky * kw;
     const float v =
         c < C ? w[w_off + (long long)m * ws_m + (long long)c * ws_c + ky * ws_y + kx * ws_x] : 0.0f;
-    if (fmt == TC_TF32) {
-      reinterpret_cast<unsigned*>(wt)[e] = tc_tf32(v);
-    } else {
-      const unsigned p = fmt == TC_BF16 ? tc_pack_bf16x2(v, 0.0f) : tc_pack_f16x2(v, 0.0f);
-      reinterpret_cast<unsigned short*>(wt)[e] = (unsigned short)(p & 0xffffu);
-    }
+    tc_store_operand(wt, e, v, fmt);
   }
 }
 

@@ -16,6 +16,7 @@
 //! tensor cores for GEMMs that fill the tiles), which the bound covers too.
 
 mod common;
+use common::tc::{assert_within, max_abs, rounded};
 use common::{kernel_devices, values};
 use stylegan2::ops::conv::{conv2d, conv2d_input_grad, conv2d_weight_grad, Conv2d};
 use stylegan2::ops::precision::Precision;
@@ -71,58 +72,8 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// `v` as the kernel's operand: TF32 by cvt.rna (nearest, ties away from
-/// zero, 10 mantissa bits), BF16 and FP16 by round-to-nearest-even.
-fn round_operand(v: f32, p: Precision) -> f32 {
-    match p {
-        Precision::F32 => v,
-        Precision::TF32 if v.is_finite() => f32::from_bits((v.to_bits() + 0x1000) & !0x1fff),
-        Precision::TF32 => v,
-        Precision::BF16 => half::bf16::from_f32(v).to_f32(),
-        Precision::F16 => half::f16::from_f32(v).to_f32(),
-    }
-}
-
-fn rounded(t: &Tensor, p: Precision) -> Result<Tensor> {
-    let v = t
-        .to_vec()
-        .into_iter()
-        .map(|v| round_operand(v, p))
-        .collect();
-    Tensor::from_vec(v, t.dims().to_vec(), Device::Cpu)
-}
-
-fn max_abs(t: &Tensor) -> f64 {
-    t.to_vec()
-        .iter()
-        .fold(0f64, |m, &v| m.max((v as f64).abs()))
-}
-
 fn to(t: &Tensor, dev: Device) -> Result<Tensor> {
     Tensor::from_vec(t.to_vec(), t.dims().to_vec(), dev)
-}
-
-fn assert_within(what: &str, got: &Tensor, want: &Tensor, tol: f64) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let (g, w) = (got.to_vec(), want.to_vec());
-    let (i, err) = g
-        .iter()
-        .zip(&w)
-        .map(|(&a, &b)| (a as f64 - b as f64).abs())
-        .enumerate()
-        .fold((0, 0f64), |m, (i, e)| {
-            if e.is_nan() || e > m.1 {
-                (i, if e.is_nan() { f64::INFINITY } else { e })
-            } else {
-                m
-            }
-        });
-    assert!(
-        err <= tol,
-        "{what}: max |diff| {err:.3e} at {i} (got {}, want {}) exceeds {tol:.3e}",
-        g[i],
-        w[i]
-    );
 }
 
 /// Which op of the conv family a check runs.

@@ -10,6 +10,7 @@
 //!   allows, forward with the whole epilogue and the input gradient.
 
 mod common;
+use common::tc::{assert_within, max_abs, rounded};
 use common::values;
 use stylegan2::ops::bias_act::{Act, BiasAct};
 use stylegan2::ops::conv::{conv2d, Conv2d};
@@ -33,33 +34,6 @@ fn cases() -> [(&'static str, ModConv); 3] {
         ("3x3 up2", ModConv::conv3x3_up2()),
         ("1x1 nodemod", ModConv::torgb()),
     ]
-}
-
-/// `v` as the kernel's operand: TF32 by cvt.rna (nearest, ties away from
-/// zero, 10 mantissa bits), BF16 and FP16 by round-to-nearest-even.
-fn round_operand(v: f32, p: Precision) -> f32 {
-    match p {
-        Precision::F32 => v,
-        Precision::TF32 if v.is_finite() => f32::from_bits((v.to_bits() + 0x1000) & !0x1fff),
-        Precision::TF32 => v,
-        Precision::BF16 => half::bf16::from_f32(v).to_f32(),
-        Precision::F16 => half::f16::from_f32(v).to_f32(),
-    }
-}
-
-fn rounded(t: &Tensor, p: Precision) -> Result<Tensor> {
-    let v = t
-        .to_vec()
-        .into_iter()
-        .map(|v| round_operand(v, p))
-        .collect();
-    Tensor::from_vec(v, t.dims().to_vec(), Device::Cpu)
-}
-
-fn max_abs(t: &Tensor) -> f64 {
-    t.to_vec()
-        .iter()
-        .fold(0f64, |m, &v| m.max((v as f64).abs()))
 }
 
 struct Inputs {
@@ -135,29 +109,6 @@ fn max_demod(t: &Inputs, p: ModConv) -> Result<f64> {
     } else {
         1.0
     })
-}
-
-fn assert_within(what: &str, got: &Tensor, want: &Tensor, tol: f64) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let (g, w) = (got.to_vec(), want.to_vec());
-    let (i, err) = g
-        .iter()
-        .zip(&w)
-        .map(|(&a, &b)| (a as f64 - b as f64).abs())
-        .enumerate()
-        .fold((0, 0f64), |m, (i, e)| {
-            if e.is_nan() || e > m.1 {
-                (i, if e.is_nan() { f64::INFINITY } else { e })
-            } else {
-                m
-            }
-        });
-    assert!(
-        err <= tol,
-        "{what}: max |diff| {err:.3e} at {i} (got {}, want {}) exceeds {tol:.3e}",
-        g[i],
-        w[i]
-    );
 }
 
 #[test]

@@ -21,12 +21,12 @@ const THREADS: u32 = 256;
 const SKINNY: usize = 16;
 /// Weight-gradient split-K: aim for about this many blocks (two per SM of a
 /// 132-SM H100/H200), as a weight alone often makes only a few 64×64 tiles ...
-const WGRAD_TARGET_BLOCKS: usize = 264;
+pub(crate) const WGRAD_TARGET_BLOCKS: usize = 264;
 /// ... but give every split at least this much of the reduction (the partial
 /// sums, `splits · |w|` floats, stay small next to the work), and at most
 /// this many splits.
-const WGRAD_MIN_CHUNK: usize = 256;
-const WGRAD_MAX_SPLITS: usize = 64;
+pub(crate) const WGRAD_MIN_CHUNK: usize = 256;
+pub(crate) const WGRAD_MAX_SPLITS: usize = 64;
 const MAX_GRID_YZ: usize = 65535;
 
 /// The scalar arguments shared by the three kernels, after the buffers.
@@ -81,7 +81,7 @@ fn check_fits(op: &'static str, g: &ConvGeom, extra: &[(&str, usize)]) -> Result
     Ok(())
 }
 
-fn check_grid(op: &'static str, grid: (usize, usize, usize)) -> Result<(u32, u32, u32)> {
+pub(crate) fn check_grid(op: &'static str, grid: (usize, usize, usize)) -> Result<(u32, u32, u32)> {
     if grid.0 > i32::MAX as usize || grid.1 > MAX_GRID_YZ || grid.2 > MAX_GRID_YZ {
         return invalid(
             op,

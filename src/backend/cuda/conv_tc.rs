@@ -3,11 +3,12 @@
 //! accumulators), chosen by `conv` when the precision asks for it. Its own
 //! NVRTC module: a program that only runs FP32 never compiles it.
 
+use super::conv::{check_grid, WGRAD_MAX_SPLITS, WGRAD_MIN_CHUNK, WGRAD_TARGET_BLOCKS};
 use super::launch::{launch, Args, Config};
 use super::{alloc, InBuf, OutBuf};
 use crate::backend::cpu::conv::ConvGeom;
 use crate::device::Device;
-use crate::error::{invalid, Result};
+use crate::error::Result;
 use crate::ops::precision::Precision;
 use crate::tensor::Storage;
 
@@ -21,12 +22,6 @@ const ROW: usize = 32;
 /// mostly padding and a k-step of 8–16 channels not mostly zeros.
 const MIN_ROWS: usize = 32;
 const MIN_K: usize = 16;
-/// Split-K of the weight gradient, as conv.rs: about two blocks per SM of a
-/// 132-SM GPU, each split at least this much of the reduction, at most this many splits.
-const WGRAD_TARGET_BLOCKS: usize = 264;
-const WGRAD_MIN_CHUNK: usize = 256;
-const WGRAD_MAX_SPLITS: usize = 64;
-const MAX_GRID_YZ: usize = 65535;
 
 /// Which of the three GEMMs a launch runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,16 +89,6 @@ fn kernel(pass: Pass, precision: Precision) -> &'static str {
         Pass::WeightGrad => 2,
     };
     NAMES[p][precision.tc_format().unwrap_or(1) as usize - 1]
-}
-
-fn check_grid(op: &'static str, grid: (usize, usize, usize)) -> Result<(u32, u32, u32)> {
-    if grid.0 > i32::MAX as usize || grid.1 > MAX_GRID_YZ || grid.2 > MAX_GRID_YZ {
-        return invalid(
-            op,
-            format!("launch grid {grid:?} exceeds the CUDA limits (2^31 − 1, 65535, 65535)"),
-        );
-    }
-    Ok((grid.0 as u32, grid.1 as u32, grid.2 as u32))
 }
 
 /// The weight as the A operand `[G][Mg][kh·kw][Kpad]` (`conv_tc_weight`):
@@ -196,7 +181,8 @@ pub(crate) fn conv_or_input_grad(
 }
 
 /// How the weight gradient's reduction over `n · oh · ow` is split: (splits,
-/// chunk), the chunk a multiple of 16 (a k-step of every format).
+/// chunk), the chunk a multiple of 16 (a k-step of every format), with
+/// conv.rs's targets for the 64 × 64 tile.
 pub(crate) fn wgrad_splits(g: &ConvGeom) -> (usize, usize) {
     let l = g.n * g.oh * g.ow;
     let kc = (g.c / g.groups) * g.kh * g.kw;
