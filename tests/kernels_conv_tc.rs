@@ -12,8 +12,9 @@
 //!   reduction length, a and b the two operands).
 //!
 //! On a GPU (GPU 0, when there is one) only the second check runs: there
-//! these small GEMMs may take the FP32 kernels (the launch code keeps the
-//! tensor cores for GEMMs that fill the tiles), which the bound covers too.
+//! the small GEMMs take the FP32 kernels (the launch code keeps the tensor
+//! cores for GEMMs that fill the tiles), which the bound covers too; the
+//! 40 → 48 channel cases take the tensor cores there.
 
 mod common;
 use common::tc::{assert_within, max_abs, rounded};
@@ -61,6 +62,20 @@ fn cases() -> Vec<Case> {
             o: 130,
             k: [1, 1],
             p: conv(1, 0, 1),
+        },
+        // Large enough for a GPU to pick the tensor-core kernels in all
+        // three passes (32+ rows, a reduction of 16+), stride 1 and 2.
+        Case {
+            x: [2, 40, 9, 7],
+            o: 48,
+            k: [3, 3],
+            p: conv(1, 1, 1),
+        },
+        Case {
+            x: [2, 40, 9, 7],
+            o: 48,
+            k: [3, 3],
+            p: conv(2, 1, 1),
         },
         // Groups (the grouped modulated convolution), non-square kernel.
         Case {

@@ -1,5 +1,6 @@
-//! The fused modulated convolution on the tensor cores (kernels/modconv.cu
-//! `modconv_tc_fwd_*`, chosen on `Device::Sim` whenever the precision is not
+//! The fused modulated convolution on the tensor cores (kernels/modconv_tc.cu
+//! `modconv_tc_fwd_*` and, for its weight gradient and the grouped path,
+//! kernels/conv_tc.cu; chosen on `Device::Sim` whenever the precision is not
 //! F32) at TF32, BF16 and FP16, on shapes that are multiples of no tile (the
 //! kernel tiles 64 channels × 8×16 pixels × 8 or 16 channels per step):
 //! - against a CPU reference whose operands are rounded as the kernel rounds
@@ -7,11 +8,13 @@
 //!   where only FP32 summation order differs — this catches a wrong fragment
 //!   or tile index even when it is smaller than the rounding error;
 //! - against the FP32 CPU reference within the bound that operand rounding
-//!   allows, forward with the whole epilogue and the input gradient.
+//!   allows, forward with the whole epilogue and every first-order gradient,
+//!   on Sim and on GPU 0 when there is one. The last small shape (20 → 40
+//!   channels) is large enough for the GPU to pick the tensor-core kernels.
 
 mod common;
 use common::tc::{assert_within, max_abs, rounded};
-use common::values;
+use common::{kernel_devices, values};
 use stylegan2::ops::bias_act::{Act, BiasAct};
 use stylegan2::ops::conv::{conv2d, Conv2d};
 use stylegan2::ops::modconv::{demod_coefficients, modulated_conv2d_fused, Epilogue, ModConv};
@@ -26,7 +29,12 @@ const PRECISIONS: [Precision; 3] = [Precision::TF32, Precision::BF16, Precision:
 const SHAPES: [[usize; 5]; 3] = [[1, 3, 5, 5, 5], [3, 67, 5, 5, 7], [1, 5, 130, 17, 9]];
 /// Smaller shapes for the bound tests (the simulator is slow): the same
 /// batch and channel counts, fewer pixels.
-const SMALL_SHAPES: [[usize; 5]; 3] = [[1, 3, 5, 5, 5], [3, 67, 5, 5, 3], [1, 5, 130, 3, 5]];
+const SMALL_SHAPES: [[usize; 5]; 4] = [
+    [1, 3, 5, 5, 5],
+    [3, 67, 5, 5, 3],
+    [1, 5, 130, 3, 5],
+    [2, 20, 40, 6, 5],
+];
 
 fn cases() -> [(&'static str, ModConv); 3] {
     [
@@ -194,8 +202,10 @@ fn tc_forward_with_epilogue_within_the_precision_bound() {
                     Ok((y, bound))
                 };
                 let (want, bound) = run(Device::Cpu, Precision::F32).unwrap();
-                let (got, _) = run(Device::Sim, prec).unwrap();
-                assert_within(&what, &got, &want, bound + 1e-5);
+                for dev in kernel_devices() {
+                    let (got, _) = run(dev, prec).unwrap();
+                    assert_within(&format!("{what} on {dev}"), &got, &want, bound + 1e-5);
+                }
             }
         }
     }
@@ -236,8 +246,10 @@ fn tc_input_gradient_within_the_precision_bound() {
                     Ok((dx, bound))
                 };
                 let (want, bound) = run(Device::Cpu, Precision::F32).unwrap();
-                let (got, _) = run(Device::Sim, prec).unwrap();
-                assert_within(&what, &got, &want, bound + 1e-5);
+                for dev in kernel_devices() {
+                    let (got, _) = run(dev, prec).unwrap();
+                    assert_within(&format!("{what} on {dev}"), &got, &want, bound + 1e-5);
+                }
             }
         }
     }
@@ -299,10 +311,12 @@ fn tc_weight_and_style_gradients_within_the_precision_bound() {
                     Ok((gs, [bound_w, bound_s]))
                 };
                 let (want, bounds) = run(Device::Cpu, Precision::F32).unwrap();
-                let (got, _) = run(Device::Sim, prec).unwrap();
-                for (k, what) in ["dL/dw", "dL/ds"].iter().enumerate() {
-                    let what = format!("{name} {shape:?} {prec} {what}");
-                    assert_within(&what, &got[k], &want[k], bounds[k] + 1e-5);
+                for dev in kernel_devices() {
+                    let (got, _) = run(dev, prec).unwrap();
+                    for (k, what) in ["dL/dw", "dL/ds"].iter().enumerate() {
+                        let what = format!("{name} {shape:?} {prec} {what} on {dev}");
+                        assert_within(&what, &got[k], &want[k], bounds[k] + 1e-5);
+                    }
                 }
             }
         }
@@ -345,13 +359,11 @@ fn tc_grouped_path_within_the_precision_bound() {
                     Ok((y, bound))
                 };
                 let (want, bound) = run(Device::Cpu, Precision::F32).unwrap();
-                let (got, _) = run(Device::Sim, prec).unwrap();
-                assert_within(
-                    &format!("{name} {shape:?} {prec} grouped"),
-                    &got,
-                    &want,
-                    bound + 1e-5,
-                );
+                for dev in kernel_devices() {
+                    let (got, _) = run(dev, prec).unwrap();
+                    let what = format!("{name} {shape:?} {prec} grouped on {dev}");
+                    assert_within(&what, &got, &want, bound + 1e-5);
+                }
             }
         }
     }
