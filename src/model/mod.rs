@@ -11,7 +11,8 @@ pub mod numpy_rng;
 pub mod synthesis;
 
 pub use config::{
-    Architecture, DiscriminatorConfig, GeneratorConfig, ModelConfig, TrainingDefaults, PRESETS,
+    fp16_resolution, Architecture, DiscriminatorConfig, GeneratorConfig, ModelConfig,
+    TrainingDefaults, PRESETS,
 };
 pub use discriminator::{Discriminator, DiscriminatorBlock, DiscriminatorEpilogue};
 pub use generator::{mapping_with_mixing, mix_styles, style_mixing_cutoff, Generator};
