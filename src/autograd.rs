@@ -12,6 +12,12 @@ use std::collections::{HashMap, HashSet};
 /// The backward rule of an op that produced one tensor.
 pub(crate) trait Backward: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Whether the op takes inputs of `dtype`: F32 by default. Checked once
+    /// for every op where its result is made (`Tensor::from_op_storage`);
+    /// an op that takes a 2-byte dtype reads its values widened to f32.
+    fn supports(&self, dtype: crate::tensor::DType) -> bool {
+        dtype == crate::tensor::DType::F32
+    }
     /// Gradients w.r.t. each of `inputs` given the gradient `grad` of `output`
     /// (`None` where an input gets none). Written with differentiable ops.
     fn backward(
