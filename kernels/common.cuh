@@ -398,3 +398,28 @@ __device__ __forceinline__ unsigned tc_pack(float lo, float hi) {
   if (FMT == TC_BF16) return tc_pack_bf16x2(lo, hi);
   return tc_pack_f16x2(lo, hi);
 }
+
+// ---------------------------------------------------------------- 2-byte storage
+// Bits of F16/BF16 storage (DType in src/dtype.rs): rounding to nearest even
+// and the exact widening back to float, on every architecture (the tc_pack_*
+// instructions need sm_80). The codes are TC_BF16 and TC_F16.
+__device__ __forceinline__ unsigned short half_bits_from_float(float x, int fmt) {
+  if (fmt == TC_BF16) {
+    const unsigned b = __float_as_uint(x);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<unsigned short>((b >> 16) | 0x40u);  // quiet NaN
+    return static_cast<unsigned short>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);  // nearest even
+  }
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+  return __half_as_ushort(__float2half_rn(x));
+#else
+  return __float2half_rn(x).x;
+#endif
+}
+__device__ __forceinline__ float half_bits_to_float(unsigned short h, int fmt) {
+  if (fmt == TC_BF16) return __uint_as_float(static_cast<unsigned>(h) << 16);
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+  return __half2float(__ushort_as_half(h));
+#else
+  return __half2float(__half{h});
+#endif
+}

@@ -4,13 +4,14 @@ use super::config::{Architecture, DiscriminatorConfig};
 use super::mapping::{MappingNetwork, Truncation};
 use crate::device::Device;
 use crate::error::{invalid, shape_err, Result};
+use crate::nn::mixed::{add_as, block_dtype};
 use crate::nn::{
     join, resample_filter, Activation, Conv2dLayer, Ctx, FullyConnected, Kind, MinibatchStd,
     Module, FIR_TAPS,
 };
 use crate::ops::precision::Precision;
 use crate::ops::upfirdn::downsample2d;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// One resolution of the discriminator (official `DiscriminatorBlock`).
 pub struct DiscriminatorBlock {
@@ -31,6 +32,9 @@ pub struct DiscriminatorBlock {
     pub conv1: Conv2dLayer,
     /// With 'resnet': 1×1 down 2, no bias, linear.
     pub skip: Option<Conv2dLayer>,
+    /// Official `use_fp16`: one of the top `num_fp16_res` resolutions, whose
+    /// activations are F16 on devices that run kernels (see `nn::mixed`).
+    pub use_fp16: bool,
 }
 
 impl DiscriminatorBlock {
@@ -126,6 +130,7 @@ impl DiscriminatorBlock {
             conv0,
             conv1,
             skip,
+            use_fp16: false,
         }
     }
 }
@@ -284,7 +289,7 @@ impl Discriminator {
                 } else {
                     0
                 };
-                DiscriminatorBlock::new(
+                let block = DiscriminatorBlock::new(
                     in_channels,
                     cfg.channels(res),
                     cfg.channels(res / 2),
@@ -296,7 +301,11 @@ impl Discriminator {
                     cfg.freeze_layers,
                     rng,
                     device,
-                )
+                );
+                DiscriminatorBlock {
+                    use_fp16: cfg.use_fp16(res),
+                    ..block
+                }
             })
             .collect();
         let cmap_dim = cfg.effective_cmap_dim();
@@ -382,6 +391,8 @@ fn run_conv(
 impl DiscriminatorBlock {
     /// `x [N, in, res, res]` (None for the first block) and `img [N, C, res, res]`
     /// (needed by the first block and with 'skip') → `(x [N, out, res/2, res/2], img)`.
+    /// An FP16 block (`use_fp16`, on a device that runs kernels, without
+    /// `ctx.force_fp32`) returns them as F16.
     pub fn forward(
         &self,
         x: Option<&Tensor>,
@@ -403,7 +414,11 @@ impl DiscriminatorBlock {
                 );
             }
         }
-        let mut x = x.cloned();
+        // An FP16 block keeps x (and the image it reads) as F16 (official
+        // `x.to(dtype)`, `img.to(dtype)`); its layers compute as `nn::mixed`.
+        let device = x.or(img).map_or(Device::Cpu, |t| t.device());
+        let dtype = block_dtype(self.use_fp16, device, ctx.force_fp32);
+        let mut x = x.map(|x| x.to_dtype(dtype)).transpose()?;
         let mut img_out = None;
         if let Some(fromrgb) = &self.fromrgb {
             let Some(img) = img else {
@@ -419,13 +434,15 @@ impl DiscriminatorBlock {
                     ),
                 );
             }
-            let y = run_conv(fromrgb, "fromrgb", img, 1.0, opts, ctx)?;
+            let img = img.to_dtype(dtype)?;
+            let y = run_conv(fromrgb, "fromrgb", &img, 1.0, opts, ctx)?;
             x = Some(match x {
-                Some(x) => x.add(&y)?,
+                Some(x) => add_as(&x, &y, dtype)?,
                 None => y,
             });
             if self.architecture == Architecture::Skip {
-                img_out = Some(downsample2d(img, &self.resample_filter, 2, 1.0)?);
+                let down = downsample2d(&img.to_dtype(DType::F32)?, &self.resample_filter, 2, 1.0)?;
+                img_out = Some(down.to_dtype(dtype)?);
             }
         }
         let Some(x) = x else {
@@ -437,7 +454,7 @@ impl DiscriminatorBlock {
                 let y = run_conv(skip, "skip", &x, sqrt_half, opts, ctx)?;
                 let h = run_conv(&self.conv0, "conv0", &x, 1.0, opts, ctx)?;
                 let h = run_conv(&self.conv1, "conv1", &h, sqrt_half, opts, ctx)?;
-                y.add(&h)?
+                add_as(&y, &h, dtype)?
             }
             None => {
                 let h = run_conv(&self.conv0, "conv0", &x, 1.0, opts, ctx)?;
@@ -473,12 +490,14 @@ impl DiscriminatorEpilogue {
             );
         }
         let n = x.dims()[0];
-        let mut x = x.clone();
+        // The epilogue is FP32 (official `dtype = torch.float32`).
+        let mut x = x.to_dtype(DType::F32)?;
         if let Some(fromrgb) = &self.fromrgb {
             let Some(img) = img else {
                 return invalid(OP, "the 'skip' epilogue needs the image");
             };
-            x = x.add(&run_conv(fromrgb, "fromrgb", img, 1.0, opts, ctx)?)?;
+            let img = img.to_dtype(DType::F32)?;
+            x = x.add(&run_conv(fromrgb, "fromrgb", &img, 1.0, opts, ctx)?)?;
         }
         if let Some(mbstd) = &self.mbstd {
             x = mbstd.forward(&x)?;

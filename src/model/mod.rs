@@ -11,7 +11,8 @@ pub mod numpy_rng;
 pub mod synthesis;
 
 pub use config::{
-    Architecture, DiscriminatorConfig, GeneratorConfig, ModelConfig, TrainingDefaults, PRESETS,
+    fp16_resolution, Architecture, DiscriminatorConfig, GeneratorConfig, ModelConfig,
+    TrainingDefaults, PRESETS,
 };
 pub use discriminator::{
     Discriminator, DiscriminatorBlock, DiscriminatorEpilogue, DiscriminatorOptions,

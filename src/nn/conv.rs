@@ -193,7 +193,8 @@ pub fn conv2d_resample_at(
 
 impl Conv2dLayer {
     /// `x [N, Cin, H, W] → [N, Cout, H·up/down, W·up/down]`; `gain` scales the
-    /// activation's gain and the clamp (the resnet branches use √0.5).
+    /// activation's gain and the clamp (the resnet branches use √0.5). An
+    /// F16/BF16 input (a layer of an FP16 block) gives a result of that dtype.
     pub fn forward(&self, x: &Tensor, gain: f32) -> Result<Tensor> {
         self.forward_at(x, gain, Precision::F32)
     }
@@ -206,9 +207,14 @@ impl Conv2dLayer {
                 format!("input {} is not [N, {}, H, W]", x.shape(), self.in_channels),
             );
         }
-        let w = self.weight.scale(self.weight_gain())?;
+        // A layer of an FP16 block (2-byte input, see `super::mixed`):
+        // FP16 operands (on the tensor cores where the device has them), FP32
+        // accumulation and epilogue, F16 result.
+        let (x, dtype) = super::mixed::widen(x)?;
+        let w = super::mixed::weight_as(&self.weight, self.weight_gain(), dtype)?;
+        let precision = super::mixed::conv_precision(dtype, precision);
         let y = conv2d_resample_at(
-            x,
+            &x,
             &w,
             &self.resample_filter,
             [self.up, self.down],
@@ -221,6 +227,7 @@ impl Conv2dLayer {
             self.bias.as_ref(),
             1,
             &self.activation.bias_act(gain, self.conv_clamp),
-        )
+        )?
+        .to_dtype(dtype)
     }
 }

@@ -272,13 +272,13 @@ pub fn conv2d(x: &Tensor, w: &Tensor, p: Conv2d) -> Result<Tensor> {
             cuda::conv2d(&x.storage(), &w.storage(), &g, p.precision, device)?
         }
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         data,
         vec![g.n, g.o, g.oh, g.ow],
         device,
         Conv2dOp(p),
         vec![x.clone(), w.clone()],
-    ))
+    )
 }
 
 /// The gradient of `conv2d` w.r.t. its input (a transposed convolution):
@@ -317,13 +317,13 @@ pub fn conv2d_input_grad(
             cuda::conv2d_input_grad(&gy.storage(), &w.storage(), &g, p.precision, device)?
         }
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         data,
         vec![g.n, g.c, g.h, g.w],
         device,
         InputGradOp(p),
         vec![gy.clone(), w.clone()],
-    ))
+    )
 }
 
 /// The gradient of `conv2d` w.r.t. its weight: `x` `[N, C, H, W]`, `gy`
@@ -370,11 +370,11 @@ pub fn conv2d_weight_grad(
             cuda::conv2d_weight_grad(&x.storage(), &gy.storage(), &g, p.precision, device)?
         }
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         data,
         wdims.to_vec(),
         device,
         WeightGradOp(p),
         vec![x.clone(), gy.clone()],
-    ))
+    )
 }

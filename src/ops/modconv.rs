@@ -932,11 +932,5 @@ pub fn modulated_conv2d_fused(
         d: keep(d, vec![n, o]),
         wsq: keep(wsq, vec![o, i]),
     };
-    Ok(Tensor::from_op_storage(
-        out.y,
-        Shape::from(vec![n, o, oh, ow]),
-        device,
-        op,
-        inputs,
-    ))
+    Tensor::from_op_storage(out.y, Shape::from(vec![n, o, oh, ow]), device, op, inputs)
 }
