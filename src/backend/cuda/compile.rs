@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use cudarc::driver::CudaModule;
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, Ptx};
 use std::ffi::{c_char, CStr, CString};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -252,18 +253,14 @@ fn read_entry(path: &Path) -> Option<Vec<u8>> {
     ok.then_some(bytes)
 }
 
+/// Best effort: a cache that can't be written only costs a recompile. The
+/// checked writer renames a finished temporary, so a concurrent reader never
+/// sees half a file.
 fn write_entry(path: &Path, cubin: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    // Write then rename, so a concurrent reader never sees half a file.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut data = cubin.to_vec();
-    data.extend_from_slice(&hash128(&[cubin]).to_le_bytes());
-    if std::fs::write(&tmp, &data).is_ok() && std::fs::rename(&tmp, path).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let _ = crate::fsio::write_with(path, |f| {
+        f.write_all(cubin)?;
+        f.write_all(&hash128(&[cubin]).to_le_bytes())
+    });
 }
 
 /// Compiles (or takes from the cache) and loads `kernels/<family>.cu` on `gpu`.
