@@ -28,7 +28,7 @@ use crate::backend::cuda::modconv as cuda;
 use crate::device::Device;
 use crate::error::{invalid, shape_err, Error, Result};
 use crate::ops::bias_act::{bias_act, Act, BiasAct};
-use crate::ops::conv::{conv2d, Conv2d};
+use crate::ops::conv::{conv2d, conv2d_input_grad, Conv2d};
 use crate::ops::noise::noise_inject;
 use crate::ops::precision::Precision;
 use crate::ops::upfirdn::{upfirdn2d, UpFirDn};
@@ -216,44 +216,16 @@ pub fn modulated_conv2d(
     // convolution, flipped unless `flip_weight`.
     let (resample, conv_pad, flip) = match (p.up, filter) {
         (1, _) => (None, p.padding, !p.flip_weight),
-        (2, Some(f)) => {
-            let (fh, fw) = match *f.dims() {
-                [fh, fw] => (fh, fw),
-                [k] => (k, k),
-                _ => {
-                    return shape_err(
-                        OP,
-                        format!("resample filter {} is not 1-D or 2-D", f.shape()),
-                    )
-                }
-            };
-            // Official conv2d_resample: pad0 += (f + up - 1) // 2, pad1 += (f - up) // 2
-            // (Python floor division: negative for filters smaller than `up`).
-            let up = 2isize;
-            let pad = |fsz: usize| {
-                let (fsz, base) = (fsz as isize, p.padding as isize);
-                (
-                    base + (fsz + up - 1).div_euclid(2),
-                    base + (fsz - up).div_euclid(2),
-                )
-            };
-            let ((x0, x1), (y0, y1)) = (pad(fw), pad(fh));
-            let fir = UpFirDn {
-                up: [2, 2],
-                down: [1, 1],
-                pad: [x0, x1, y0, y1],
-                flip_filter: false,
-                gain: 4.0,
-            };
-            (Some((f, fir)), 0, !p.flip_weight)
-        }
+        (2, Some(f)) => (Some((f, up2_fir(OP, f, p.padding)?)), 0, !p.flip_weight),
         (2, None) => return invalid(OP, "up = 2 needs a resample filter"),
         (up, _) => return invalid(OP, format!("up = {up}; only 1 and 2 are supported")),
     };
-    let wk = if flip {
-        weight.flip(&[2, 3])?
-    } else {
-        weight.clone()
+    let wk = || -> Result<Tensor> {
+        if flip {
+            weight.flip(&[2, 3])
+        } else {
+            Ok(weight.clone())
+        }
     };
     let up_fir = |t: &Tensor| -> Result<Tensor> {
         match &resample {
@@ -276,7 +248,14 @@ pub fn modulated_conv2d(
     match path {
         ModConvPath::Unfused => {
             let xs = x.mul(&styles.reshape(vec![n, i, 1, 1])?)?;
-            let y = conv2d(&up_fir(&xs)?, &wk, conv)?;
+            let y = match (&resample, x.device()) {
+                // On the CPU, up-sampling convolves on the input grid (a
+                // transposed convolution, then the FIR), as the official
+                // conv2d_resample's fast path does: a quarter of the
+                // multiply-adds of convolving the up-sampled signal.
+                (Some((f, _)), Device::Cpu) => up2_transposed(&xs, weight, f, p)?,
+                _ => conv2d(&up_fir(&xs)?, &wk()?, conv)?,
+            };
             match dcoefs()? {
                 Some(d) => y.mul(&d.reshape(vec![n, o, 1, 1])?),
                 None => Ok(y),
@@ -288,6 +267,7 @@ pub fn modulated_conv2d(
             let device = x.device();
             let untracked =
                 !autograd::is_grad_enabled() || !(weight.needs_grad() || styles.needs_grad());
+            let wk = wk()?;
             let wn = if device != Device::Cpu && untracked {
                 let (wst, sst) = (wk.storage(), styles.storage());
                 let d = if p.demodulate {
@@ -322,6 +302,110 @@ pub fn modulated_conv2d(
             "modulated_conv2d: the fused path is dispatched before".into(),
         )),
     }
+}
+
+/// The FIR step of up-sampling by 2 before a valid convolution (the generic
+/// composition): zero insertion and the filter `f` (1-D or 2-D, gain 4),
+/// padded as the official conv2d_resample pads it for `padding`.
+fn up2_fir(op: &'static str, f: &Tensor, padding: usize) -> Result<UpFirDn> {
+    let (fh, fw) = filter_hw(op, f)?;
+    // Official conv2d_resample: pad0 += (f + up - 1) // 2, pad1 += (f - up) // 2
+    // (Python floor division: negative for filters smaller than `up`).
+    let up = 2isize;
+    let pad = |fsz: usize| {
+        let (fsz, base) = (fsz as isize, padding as isize);
+        (
+            base + (fsz + up - 1).div_euclid(2),
+            base + (fsz - up).div_euclid(2),
+        )
+    };
+    let ((x0, x1), (y0, y1)) = (pad(fw), pad(fh));
+    Ok(UpFirDn {
+        up: [2, 2],
+        down: [1, 1],
+        pad: [x0, x1, y0, y1],
+        flip_filter: false,
+        gain: 4.0,
+    })
+}
+
+/// The filter's `(height, width)`; a 1-D filter is separable, `(k, k)`.
+fn filter_hw(op: &'static str, f: &Tensor) -> Result<(usize, usize)> {
+    match *f.dims() {
+        [fh, fw] => Ok((fh, fw)),
+        [k] => Ok((k, k)),
+        _ => shape_err(
+            op,
+            format!("resample filter {} is not 1-D or 2-D", f.shape()),
+        ),
+    }
+}
+
+/// Up-sampling by 2 as the official conv2d_resample's fast path forms it:
+/// a transposed convolution with stride 2 (`conv2d_input_grad`, whose
+/// gradients are the other conv2d ops) on the input grid, then the FIR
+/// (gain 4) with the pads that remain. `xs` is the modulated input
+/// `[N, I, H, W]`, `weight` `[O, I, kh, kw]`, `f` the 1-D or 2-D filter;
+/// the result `[N, O, 2H + 2·padding + 2 − kh, …]` equals
+/// `conv2d(upfirdn2d(xs, up 2), weight)` of the generic composition (both
+/// are the same linear shift-invariant map; only the summation order differs).
+fn up2_transposed(xs: &Tensor, weight: &Tensor, f: &Tensor, p: ModConv) -> Result<Tensor> {
+    const UP: isize = 2;
+    let (h, w) = (xs.dims()[2], xs.dims()[3]);
+    let (kh, kw) = (weight.dims()[2], weight.dims()[3]);
+    let (fh, fw) = filter_hw("modulated_conv2d", f)?;
+    // Official conv2d_resample (up 2, down 1): the FIR pads of the generic
+    // path, less what the transposed convolution's full output adds
+    // (`k − 1` before, `k − up` after), and the part of that overlap both
+    // sides share cropped by the transposed convolution's own padding.
+    let pads = |fsz: usize, k: usize| {
+        let (fsz, k, base) = (fsz as isize, k as isize, p.padding as isize);
+        let p0 = base + (fsz + UP - 1).div_euclid(2) - (k - 1);
+        let p1 = base + (fsz - UP).div_euclid(2) - (k - UP);
+        let pt = (-p0).min(-p1).max(0);
+        (p0 + pt, p1 + pt, pt as usize)
+    };
+    let ((x0, x1, pxt), (y0, y1, pyt)) = (pads(fw, kw), pads(fh, kh));
+    // The transposed convolution's output size, (in − 1)·2 − 2·pad + k; a
+    // pad that crops it to nothing is an error of the shapes, named here.
+    let out_len = |len: usize, k: usize, pt: usize| {
+        len.checked_sub(1)
+            .and_then(|l| (l * 2 + k).checked_sub(2 * pt))
+            .filter(|&l| l > 0)
+    };
+    let (Some(th), Some(tw)) = (out_len(h, kh, pyt), out_len(w, kw, pxt)) else {
+        return shape_err(
+            "modulated_conv2d",
+            format!(
+                "up 2 with weight {} and padding {} leaves no output for input {}",
+                weight.shape(),
+                p.padding,
+                xs.shape()
+            ),
+        );
+    };
+    // conv_transpose2d takes the weight as [I, O, kh, kw]; the official
+    // flips it when `flip_weight` (its wrapper gets `not flip_weight`).
+    let wt = weight.transpose(0, 1)?;
+    let wt = if p.flip_weight { wt.flip(&[2, 3])? } else { wt };
+    let t = conv2d_input_grad(
+        xs,
+        &wt,
+        [th, tw],
+        Conv2d {
+            stride: [2, 2],
+            padding: [pyt, pxt],
+            groups: 1,
+        },
+    )?;
+    let fir = UpFirDn {
+        up: [1, 1],
+        down: [1, 1],
+        pad: [x0, x1, y0, y1],
+        flip_filter: false,
+        gain: (UP * UP) as f32,
+    };
+    upfirdn2d(&t, f, &fir)
 }
 
 /// What the fused kernel applies after the convolution, in SynthesisLayer's
@@ -933,4 +1017,87 @@ pub fn modulated_conv2d_fused(
         wsq: keep(wsq, vec![o, i]),
     };
     Tensor::from_op_storage(out.y, Shape::from(vec![n, o, oh, ow]), device, op, inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::upfirdn::setup_filter;
+
+    /// `up2_transposed` (the CPU's up-sampling) against the generic
+    /// composition the other devices run: zero insertion and FIR, then a
+    /// valid convolution. Values and first-order gradients (w.r.t. the input
+    /// and the weight); they differ only in summation order, so the bound is
+    /// relative to the largest |value|: 2e-6 ≈ 30 ulps of f32 at that
+    /// magnitude, above the rounding of sums of ≤ 5·4·4·3·3 terms.
+    #[test]
+    fn up2_transposed_matches_the_upsampled_convolution() {
+        let mut rng = crate::rng(7);
+        let f1 = setup_filter(&[1.0, 3.0, 3.0, 1.0], Device::Cpu).unwrap();
+        let f2 = setup_filter(&[1.0, 2.0], Device::Cpu).unwrap();
+        let f3 = Tensor::randn(vec![3, 4], &mut rng, Device::Cpu);
+        // (filter, kernel [kh, kw], padding, flip_weight, input [h, w])
+        let cases = [
+            (&f1, [3, 3], 1, false, [4, 5]),
+            (&f1, [3, 3], 1, true, [3, 3]),
+            (&f1, [3, 3], 0, false, [5, 4]),
+            (&f1, [1, 1], 0, true, [3, 4]),
+            (&f2, [3, 3], 1, false, [4, 4]),
+            (&f3, [3, 2], 2, false, [3, 5]),
+            (&f1, [2, 3], 0, true, [1, 2]),
+        ];
+        for (f, [kh, kw], padding, flip_weight, [h, w]) in cases {
+            let what = format!(
+                "filter {}, kernel {kh}x{kw}, padding {padding}, flip {flip_weight}, input {h}x{w}",
+                f.shape()
+            );
+            let p = ModConv {
+                demodulate: true,
+                up: 2,
+                padding,
+                flip_weight,
+                precision: Precision::F32,
+            };
+            let xs = Tensor::randn(vec![2, 5, h, w], &mut rng, Device::Cpu);
+            let wt = Tensor::randn(vec![3, 5, kh, kw], &mut rng, Device::Cpu);
+            xs.set_requires_grad(true).unwrap();
+            wt.set_requires_grad(true).unwrap();
+            let fast = up2_transposed(&xs, &wt, f, p).unwrap();
+            let wk = if flip_weight {
+                wt.clone()
+            } else {
+                wt.flip(&[2, 3]).unwrap()
+            };
+            let fir = up2_fir("test", f, padding).unwrap();
+            let slow = conv2d(&upfirdn2d(&xs, f, &fir).unwrap(), &wk, Conv2d::default()).unwrap();
+            assert_eq!(fast.dims(), slow.dims(), "{what}");
+            let r = Tensor::randn(slow.dims().to_vec(), &mut rng, Device::Cpu);
+            let grads = |y: &Tensor| {
+                let loss = y.mul(&r).unwrap().sum_all().unwrap();
+                autograd::grad(&[loss], &[xs.clone(), wt.clone()], None, false)
+                    .unwrap()
+                    .into_iter()
+                    .map(|g| g.unwrap().to_vec())
+                    .collect::<Vec<_>>()
+            };
+            let (gf, gs) = (grads(&fast), grads(&slow));
+            let pairs = [
+                ("value", fast.to_vec(), slow.to_vec()),
+                ("input gradient", gf[0].clone(), gs[0].clone()),
+                ("weight gradient", gf[1].clone(), gs[1].clone()),
+            ];
+            for (name, a, b) in pairs {
+                let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0, "{what}: {name} is all zeros");
+                let err = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(
+                    err <= 2e-6 * scale,
+                    "{what}: {name} differs by {err} (scale {scale})"
+                );
+            }
+        }
+    }
 }
