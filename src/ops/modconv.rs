@@ -396,6 +396,8 @@ fn up2_transposed(xs: &Tensor, weight: &Tensor, f: &Tensor, p: ModConv) -> Resul
             stride: [2, 2],
             padding: [pyt, pxt],
             groups: 1,
+            // The CPU computes FP32 at every precision.
+            precision: Precision::F32,
         },
     )?;
     let fir = UpFirDn {
