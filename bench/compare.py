@@ -4,8 +4,10 @@
     python3 bench/compare.py bench.json torch_modconv.json > table.md
 
 Modconv: one line per (layer, pass), the median ms of every path of every
-file, and the best stylegan2 path over the best torch path (> 1: the Rust
-kernels are faster). Generator and train rows are listed as they are.
+file, the best stylegan2 modulated path over the best torch one and
+stylegan2's conv2d over torch's (> 1: the Rust kernels are faster), and the
+row's roofline floor (the larger of floor_compute_ms and floor_memory_ms of
+the first file that has them: the fastest the row can run at that precision). Generator and train rows are listed as they are.
 Standard library only.
 """
 
@@ -59,7 +61,8 @@ def main():
         have_torch = any(i == "torch" for i, _ in cols)
         head = ["layer", "pass"] + [f"{p} ms" for _, p in cols]
         if have_torch:
-            head.append("best ours / best torch")
+            head += ["best ours / best torch", "conv2d ours / torch"]
+        head.append("floor ms")
         print("### modulated convolution (median ms; lower is better)\n")
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
@@ -73,6 +76,15 @@ def main():
                 ours = [r["median_ms"] for (i, p), r in row.items() if i == "stylegan2" and p != "conv2d"]
                 theirs = [r["median_ms"] for (i, p), r in row.items() if i == "torch" and p != "torch-conv2d"]
                 line.append(f"{min(theirs) / min(ours):.2f}x" if ours and theirs else "")
+                c_ours = [r["median_ms"] for (i, p), r in row.items() if i == "stylegan2" and p == "conv2d"]
+                c_theirs = [r["median_ms"] for (i, p), r in row.items() if i == "torch" and p == "torch-conv2d"]
+                line.append(f"{c_theirs[0] / c_ours[0]:.2f}x" if c_ours and c_theirs else "")
+            floors = [
+                max(v for v in (r.get("floor_compute_ms"), r.get("floor_memory_ms")) if v is not None)
+                for r in row.values()
+                if r.get("floor_compute_ms") is not None or r.get("floor_memory_ms") is not None
+            ]
+            line.append(f"{floors[0]:.4f}" if floors else "")
             print("| " + " | ".join(line) + " |")
         print()
 

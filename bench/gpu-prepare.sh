@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .git/info && grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exclude
 tests=(cuda_device kernels_elementwise kernels_conv kernels_matmul kernels_fir kernels_bias_act
-       kernels_noise kernels_modconv kernels_adam golden_ops_fir golden_ops_modconv golden_model)
+       kernels_noise kernels_modconv kernels_modconv_tc kernels_conv_tc kernels_adam golden_ops_fir
+       golden_ops_modconv golden_model)
 args=()
 for t in "${tests[@]}"; do args+=(--test "$t"); done
 # cargo prints each test executable's path with --message-format=json.

@@ -18,11 +18,19 @@ event pairs after warm-up. cuDNN runs with benchmark=True (as the official
 training loop) and TF32 off (as the official default allow_tf32=False; the
 Rust kernels are FP32 too); --tf32 turns it on.
 
-Precision rows (--precisions, default tf32,bf16,f16): the forward of both
-official paths again, pass "fwd <precision>" as the Rust bench's fused rows:
-tf32 = FP32 tensors with cuDNN TF32 allowed; bf16/f16 = tensors and weights in
-that dtype, channels_last, as the official FP16 layers run (use_fp16 casts x
-and the weight to float16 with memory_format=channels_last).
+Precision rows (--precisions, default tf32,bf16,f16): every path again
+(both official paths and the plain conv2d), forward and backward, pass
+"fwd <precision>" / "bwd <precision>" as the Rust bench's rows at that
+precision: tf32 = FP32 tensors with cuDNN TF32 allowed (the FP32 rows run
+with it off: cuDNN allow_tf32 off/on); bf16/f16 = tensors and weights in that
+dtype, channels_last, as the official FP16 layers run (use_fp16 casts x and
+the weight to float16 with memory_format=channels_last).
+
+Roofline floors (every row, as src/bench.rs): floor_compute_ms = FLOPs / the
+peak of the row's precision (FP32 CUDA cores, TF32 or FP16/BF16 dense tensor
+cores) and floor_memory_ms = minimum bytes (x, w, y once; bwd: gy, x, w read,
+gx, gw written; at the row's element size) / memory bandwidth, for the GPUs
+the Rust bench knows by name (H100, H200, A100); null elsewhere.
 
 Up-sampling layers follow the official conv2d_resample: a transposed
 convolution (stride 2) then the [1,3,3,1] FIR with gain 4 — here as the
@@ -74,6 +82,38 @@ def flops(case):
     o = case["res"] * case["up"]
     k = case["kernel"]
     return 2 * case["batch"] * case["cout"] * case["cin"] * k * k * o * o
+
+
+# Datasheet peaks by driver name, most specific first, mirroring src/bench.rs
+# (Peak::known, tensor_core_peak, memory_bandwidth): (keys, FP32, TF32,
+# FP16/BF16 TFLOP/s, TB/s); None where bench.rs has no figure.
+PEAKS = [
+    (("H200", "NVL"), 60.0, None, None, 4.8),
+    (("H200",), 67.0, 494.7, 989.4, 4.8),
+    (("H100", "PCIE"), 51.0, 378.0, 756.0, 2.0),
+    (("H100", "NVL"), 60.0, None, None, 3.9),
+    (("H100",), 67.0, 494.7, 989.4, 3.35),
+    (("A100", "80GB"), 19.5, 156.0, 312.0, 2.039),
+    (("A100",), 19.5, 156.0, 312.0, 1.555),
+]
+
+
+def peaks(device_name):
+    """(peak TFLOP/s by precision name, bandwidth TB/s) of a known GPU, else ({}, None)."""
+    n = device_name.upper()
+    for keys, f32, tf32, half, bw in PEAKS:
+        if all(k in n for k in keys):
+            return {"f32": f32, "tf32": tf32, "bf16": half, "f16": half}, bw
+    return {}, None
+
+
+def min_bytes(case, elem):
+    """Minimum traffic of (fwd, bwd) in bytes: x, w, y once; bwd gy, x, w read, gx, gw written."""
+    k, o = case["kernel"], case["res"] * case["up"]
+    x = case["batch"] * case["cin"] * case["res"] ** 2
+    w = case["cout"] * case["cin"] * k * k
+    y = case["batch"] * case["cout"] * o * o
+    return elem * (x + w + y), elem * (y + 2 * x + 2 * w)
 
 
 def load_cases(path):
@@ -266,10 +306,13 @@ def main():
     # ("vs unfused" of a precision row compares with torch-unfused at the same precision.)
 
     rows = []
+    peak_by_prec, bandwidth = peaks(name)
 
-    def push(case, path, pass_, ms, fl):
+    def push(case, path, pass_, ms, fl, nbytes=None):
         secs = max(ms / 1e3, 1e-12)
         gflops = fl / secs / 1e9
+        prec = pass_.split(" ")[1] if " " in pass_ else "f32"
+        peak = peak_by_prec.get(prec)
         base = next(
             (r["median_ms"] for r in rows if r["case"] == case["name"] and r["pass"] == pass_ and r["path"] == "torch-unfused"),
             ms if path == "torch-unfused" else None,
@@ -284,6 +327,8 @@ def main():
             "images_per_s": None,
             "speedup_vs_unfused": None if base is None else base / ms,
             "fraction_of_peak": None if a.peak_tflops is None else gflops / (a.peak_tflops * 1e3),
+            "floor_compute_ms": None if peak is None else fl / (peak * 1e9),
+            "floor_memory_ms": None if nbytes is None or bandwidth is None else nbytes / (bandwidth * 1e9),
         }
         rows.append(row)
         sp = "-" if row["speedup_vs_unfused"] is None else f"{row['speedup_vs_unfused']:.2f}x"
@@ -299,14 +344,15 @@ def main():
                     ("torch-grouped", lambda: modulated_conv2d(x, w, s, filt, case, True))]
         if case["up"] == 1:
             variants.append(("torch-conv2d", lambda: F.conv2d(x, w, padding=case["padding"])))
+        b32 = min_bytes(case, 4)
         for path, fwd in variants:
             with torch.no_grad():
-                push(case, path, "fwd", time(fwd), fl)
+                push(case, path, "fwd", time(fwd), fl, b32[0])
         for path, fwd in variants:
             inputs = [x, w] if path == "torch-conv2d" else [x, w, s]
             y = fwd()
             gy = torch.randn(y.shape, device=dev, generator=g)
-            push(case, path, "bwd", time(lambda: torch.autograd.grad(y, inputs, gy, retain_graph=True)), 2 * fl)
+            push(case, path, "bwd", time(lambda: torch.autograd.grad(y, inputs, gy, retain_graph=True)), 2 * fl, b32[1])
             del y
         for path, fwd in variants:
             inputs = [x, w] if path == "torch-conv2d" else [x, w, s]
@@ -315,19 +361,31 @@ def main():
         for prec in precisions:
             dtype = {"tf32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[prec]
             fmt = torch.contiguous_format if prec == "tf32" else torch.channels_last
-            xp = x.detach().to(dtype=dtype, memory_format=fmt)
-            wp = w.detach().to(dtype=dtype, memory_format=fmt)
-            sp_, fp = s.detach().to(dtype), filt.to(dtype)
+            xp = x.detach().to(dtype=dtype, memory_format=fmt).requires_grad_(True)
+            wp = w.detach().to(dtype=dtype, memory_format=fmt).requires_grad_(True)
+            sp_, fp = s.detach().to(dtype).requires_grad_(True), filt.to(dtype)
+            bp = min_bytes(case, 4 if prec == "tf32" else 2)
             torch.backends.cudnn.allow_tf32 = prec == "tf32" or a.tf32
             torch.backends.cuda.matmul.allow_tf32 = prec == "tf32" or a.tf32
-            for path, fused in (("torch-unfused", False), ("torch-grouped", True)):
+            pvariants = [
+                ("torch-unfused", lambda: modulated_conv2d(xp, wp, sp_, fp, case, False)),
+                ("torch-grouped", lambda: modulated_conv2d(xp, wp, sp_, fp, case, True)),
+            ]
+            if case["up"] == 1:
+                pvariants.append(("torch-conv2d", lambda: F.conv2d(xp, wp, padding=case["padding"])))
+            for path, fwd in pvariants:
                 try:
                     with torch.no_grad():
-                        ms = time(lambda: modulated_conv2d(xp, wp, sp_, fp, case, fused))
+                        ms = time(fwd)
+                    push(case, path, f"fwd {prec}", ms, fl, bp[0])
+                    inputs = [xp, wp] if path == "torch-conv2d" else [xp, wp, sp_]
+                    y = fwd()
+                    gy = torch.randn(y.shape, device=dev, generator=g).to(dtype=dtype, memory_format=fmt)
+                    ms = time(lambda: torch.autograd.grad(y, inputs, gy, retain_graph=True))
+                    push(case, path, f"bwd {prec}", ms, 2 * fl, bp[1])
+                    del y
                 except RuntimeError as e:  # e.g. a dtype the CPU backend lacks
-                    print(f"{case['name']:<24} {path:<14} fwd {prec}: skipped ({str(e).splitlines()[0]})")
-                    continue
-                push(case, path, f"fwd {prec}", ms, fl)
+                    print(f"{case['name']:<24} {path:<14} {prec}: skipped ({str(e).splitlines()[0]})")
             torch.backends.cudnn.allow_tf32 = a.tf32
             torch.backends.cuda.matmul.allow_tf32 = a.tf32
 

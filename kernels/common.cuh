@@ -371,3 +371,55 @@ __device__ __forceinline__ void tc_mma(float (&d)[4], const unsigned (&a)[4], co
   }
 }
 #endif
+
+// Tensor-core kernels keep operands in shared memory as rows of 32 bytes
+// (one k-step of one tile row or column: 8 TF32 or 16 BF16/FP16 values).
+// Byte offset of 16-byte half `half` of row r: the halves are swapped when
+// bit 2 of r is set, so the 8 consecutive rows an ldmatrix reads hit 32
+// distinct banks.
+__device__ __forceinline__ int tc_row32(int r, int half) { return r * 32 + ((half ^ ((r >> 2) & 1)) << 4); }
+
+// Element e of an operand array in format `fmt` (run-time code): 4-byte
+// TF32 bits or a 2-byte bf16 / f16 value, rounded as tc_pack rounds.
+__device__ __forceinline__ void tc_store_operand(unsigned char* base, long long e, float v, int fmt) {
+  if (fmt == TC_TF32) {
+    reinterpret_cast<unsigned*>(base)[e] = tc_tf32(v);
+  } else {
+    const unsigned p = fmt == TC_BF16 ? tc_pack_bf16x2(v, 0.0f) : tc_pack_f16x2(v, 0.0f);
+    reinterpret_cast<unsigned short*>(base)[e] = (unsigned short)(p & 0xffffu);
+  }
+}
+
+// One 4-byte unit of such a row: the TF32 bits of `lo` (`hi` unused), or the
+// bf16x2 / f16x2 pair (lo, hi), rounded as the format's conversion does.
+template <int FMT>
+__device__ __forceinline__ unsigned tc_pack(float lo, float hi) {
+  if (FMT == TC_TF32) return tc_tf32(lo);
+  if (FMT == TC_BF16) return tc_pack_bf16x2(lo, hi);
+  return tc_pack_f16x2(lo, hi);
+}
+
+// ---------------------------------------------------------------- 2-byte storage
+// Bits of F16/BF16 storage (DType in src/dtype.rs): rounding to nearest even
+// and the exact widening back to float, on every architecture (the tc_pack_*
+// instructions need sm_80). The codes are TC_BF16 and TC_F16.
+__device__ __forceinline__ unsigned short half_bits_from_float(float x, int fmt) {
+  if (fmt == TC_BF16) {
+    const unsigned b = __float_as_uint(x);
+    if ((b & 0x7fffffffu) > 0x7f800000u) return static_cast<unsigned short>((b >> 16) | 0x40u);  // quiet NaN
+    return static_cast<unsigned short>((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);  // nearest even
+  }
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+  return __half_as_ushort(__float2half_rn(x));
+#else
+  return __float2half_rn(x).x;
+#endif
+}
+__device__ __forceinline__ float half_bits_to_float(unsigned short h, int fmt) {
+  if (fmt == TC_BF16) return __uint_as_float(static_cast<unsigned>(h) << 16);
+#if defined(__CUDACC_RTC__) || defined(__CUDACC__)
+  return __half2float(__ushort_as_half(h));
+#else
+  return __half2float(__half{h});
+#endif
+}

@@ -243,3 +243,15 @@ extern "C" __global__ void adam_step(float* __restrict__ p_out, float* __restric
     p_out[i] = p[i] - (mi / (sqrtf(vi) * inv_sqrt_bc2 + eps)) * step_size;
   }
 }
+
+// Casts between FP32 and 2-byte storage (fmt TC_BF16 or TC_F16, see
+// common.cuh): y[i] = round_nearest_even(x[i]), and the exact widening.
+// CPU twin: src/dtype.rs (encode, decode).
+extern "C" __global__ void cast_to_half(unsigned short* __restrict__ y, const float* __restrict__ x,
+                                        long long n, int fmt) {
+  for (long long i = grid_start(); i < n; i += grid_stride()) y[i] = half_bits_from_float(x[i], fmt);
+}
+extern "C" __global__ void cast_from_half(float* __restrict__ y, const unsigned short* __restrict__ x,
+                                          long long n, int fmt) {
+  for (long long i = grid_start(); i < n; i += grid_stride()) y[i] = half_bits_to_float(x[i], fmt);
+}

@@ -12,6 +12,12 @@ use std::collections::{HashMap, HashSet};
 /// The backward rule of an op that produced one tensor.
 pub(crate) trait Backward: Send + Sync {
     fn name(&self) -> &'static str;
+    /// Whether the op takes inputs of `dtype`: F32 by default. Checked once
+    /// for every op where its result is made (`Tensor::from_op_storage`);
+    /// an op that takes a 2-byte dtype reads its values widened to f32.
+    fn supports(&self, dtype: crate::tensor::DType) -> bool {
+        dtype == crate::tensor::DType::F32
+    }
     /// Gradients w.r.t. each of `inputs` given the gradient `grad` of `output`
     /// (`None` where an input gets none). Written with differentiable ops.
     fn backward(
@@ -139,11 +145,25 @@ pub fn grad(
 
 fn accumulate(grads: &mut HashMap<u64, Tensor>, id: u64, g: Tensor) -> Result<()> {
     let sum = match grads.remove(&id) {
-        Some(prev) => prev.add(&g)?,
+        Some(prev) => sum_grads(&prev, &g)?,
         None => g,
     };
     grads.insert(id, sum);
     Ok(())
+}
+
+/// `a + b` of two gradients of one tensor. Gradients of a 2-byte tensor
+/// (an FP16 block's activation read by two layers) are of its dtype: summed
+/// in FP32 and rounded once, as torch accumulates FP16 gradients.
+fn sum_grads(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    use crate::tensor::DType;
+    let dtype = a.dtype();
+    if dtype == DType::F32 && b.dtype() == DType::F32 {
+        return a.add(b);
+    }
+    a.to_dtype(DType::F32)?
+        .add(&b.to_dtype(DType::F32)?)?
+        .to_dtype(dtype)
 }
 
 /// Post-order of the nodes reachable from `outputs` through tensors that need
@@ -205,7 +225,7 @@ impl Tensor {
         for (leaf, g) in leaves.iter().zip(grads) {
             let Some(g) = g else { continue };
             let total = match leaf.grad() {
-                Some(prev) => prev.add(&g)?,
+                Some(prev) => sum_grads(&prev, &g)?,
                 None => g,
             };
             leaf.set_grad(Some(total));

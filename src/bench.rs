@@ -8,7 +8,9 @@
 //!   `conv2d` of the same shape where there is no up-sampling), pass `fwd`
 //!   (no graph) and pass `bwd` (the first-order gradients of x, weight and
 //!   styles for a random upstream gradient, on a graph built once; the fused
-//!   path runs its dedicated backward kernels).
+//!   path runs its dedicated backward kernels). On devices that run kernels
+//!   the fused path and `conv2d` run again at each tensor-core precision,
+//!   passes `fwd tf32`, `bwd tf32`, `fwd bf16`, ... ([`Precision`]).
 //! - `generator`: `G(z)` (mapping + synthesis, constant noise, no graph) of
 //!   a preset at a resolution and batch, once per [`ModConvPath`].
 //! - `train`: [`Trainer::step`] of the training loop: each distinct set of
@@ -45,9 +47,15 @@
 //! report images/s only. `fraction_of_peak` is GFLOP/s over the peak of
 //! [`Peak`]: `--peak-tflops`, or for a few known GPUs their FP32
 //! (non-tensor-core) datasheet peak, since the kernels run FP32 FMAs; the
-//! fused forward's tensor-core rows (`fwd tf32`, `fwd bf16`, `fwd f16`, on
-//! devices that run kernels) use the matching dense tensor-core peak
+//! rows at a tensor-core precision (`fwd tf32`, `bwd bf16`, ..., on devices
+//! that run kernels) use the matching dense tensor-core peak
 //! ([`tensor_core_peak`]) instead.
+//!
+//! Roofline floors of the modconv rows: `floor_compute_ms` = FLOPs / that
+//! peak, `floor_memory_ms` = minimum bytes ([`Case::min_bytes`]: every FP32
+//! tensor read or written once) / the memory bandwidth of the GPU by name
+//! ([`memory_bandwidth`]); the table's `floor ms` is the larger, the
+//! fastest the row could run. Null where the GPU is not known.
 //!
 //! # JSON (`"format": "stylegan2-bench/2"`)
 //!
@@ -71,14 +79,17 @@
 //!       "path": "unfused" | "grouped" | "fused" | "conv2d" (modconv, generator)
 //!               | the training loop's path (train),
 //!       "pass": "fwd" | "bwd" (modconv, generator: "fwd")
-//!               | "fwd tf32" | "fwd bf16" | "fwd f16" (modconv, path "fused")
+//!               | "fwd tf32" | "bwd tf32" | "fwd bf16" | ... | "bwd f16"
+//!                 (modconv, paths "fused" and "conv2d")
 //!               | "Gmain+Dmain" | "Gmain+Greg+Dmain" | "Gmain+Greg+Dmain+Dreg"
 //!               | "amortized" (train),
 //!       "median_ms": f64,
 //!       "gflops": f64 | null,
 //!       "images_per_s": f64 | null,              // generator, train
 //!       "speedup_vs_unfused": f64 | null,        // unfused time / this time, same case and pass
-//!       "fraction_of_peak": f64 | null           // gflops / peak
+//!       "fraction_of_peak": f64 | null,          // gflops / peak
+//!       "floor_compute_ms": f64 | null,          // modconv: FLOPs / peak
+//!       "floor_memory_ms": f64 | null            // modconv: min bytes / bandwidth
 //!   }]
 //! }
 //! ```
@@ -126,6 +137,18 @@ impl Case {
     pub fn flops(&self) -> f64 {
         let out = self.res * self.p.up;
         2.0 * (self.batch * self.cout * self.cin * self.kernel() * self.kernel() * out * out) as f64
+    }
+
+    /// Minimum memory traffic in bytes of the forward and of the backward:
+    /// every FP32 tensor the op reads or writes, once (forward: x, w, y;
+    /// backward: gy, x, w read, gx, gw written), the styles left out.
+    pub fn min_bytes(&self) -> [f64; 2] {
+        let k = self.kernel();
+        let out = self.res * self.p.up;
+        let x = (self.batch * self.cin * self.res * self.res) as f64;
+        let w = (self.cout * self.cin * k * k) as f64;
+        let y = (self.batch * self.cout * out * out) as f64;
+        [4.0 * (x + w + y), 4.0 * (y + 2.0 * x + 2.0 * w)]
     }
 
     /// The case as in the JSON's `modconv.cases`.
@@ -321,6 +344,26 @@ pub fn tensor_core_peak(device_name: &str, precision: Precision) -> Option<f64> 
     }
 }
 
+/// Datasheet memory bandwidth (TB/s) of a few GPUs by their driver name,
+/// for the rows' memory floor; `None` for the others.
+pub fn memory_bandwidth(device_name: &str) -> Option<f64> {
+    let n = device_name.to_ascii_uppercase();
+    // Most specific first.
+    let table: &[(&[&str], f64)] = &[
+        (&["H200", "NVL"], 4.8),
+        (&["H200"], 4.8),
+        (&["H100", "PCIE"], 2.0),
+        (&["H100", "NVL"], 3.9),
+        (&["H100"], 3.35),
+        (&["A100", "80GB"], 2.039),
+        (&["A100"], 1.555),
+    ];
+    table
+        .iter()
+        .find(|(keys, _)| keys.iter().all(|k| n.contains(k)))
+        .map(|&(_, tbs)| tbs)
+}
+
 /// The generator/train network setting.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelSetting {
@@ -454,6 +497,11 @@ pub struct Row {
     /// Time of the unfused path over this one (> 1: faster than unfused).
     pub speedup_vs_unfused: Option<f64>,
     pub fraction_of_peak: Option<f64>,
+    /// Roofline floors of the row: its FLOPs at the peak it is compared
+    /// with, and its minimum memory traffic at the device's bandwidth
+    /// ([`memory_bandwidth`]); the larger one is the fastest the row can be.
+    pub floor_compute_ms: Option<f64>,
+    pub floor_memory_ms: Option<f64>,
 }
 
 impl Row {
@@ -468,6 +516,8 @@ impl Row {
             "images_per_s": self.images_per_s,
             "speedup_vs_unfused": self.speedup_vs_unfused,
             "fraction_of_peak": self.fraction_of_peak,
+            "floor_compute_ms": self.floor_compute_ms,
+            "floor_memory_ms": self.floor_memory_ms,
         })
     }
 }
@@ -481,6 +531,7 @@ pub fn header(peak: bool) -> String {
     if peak {
         s.push_str(&format!(" {:>7}", "% peak"));
     }
+    s.push_str(&format!(" {:>9}", "floor ms"));
     s
 }
 
@@ -504,6 +555,12 @@ pub fn format_row(r: &Row, peak: bool) -> String {
         s.push(' ');
         s.push_str(&opt(r.fraction_of_peak.map(|f| f * 100.0), 7, 1, "%"));
     }
+    s.push(' ');
+    let floor = match (r.floor_compute_ms, r.floor_memory_ms) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    s.push_str(&opt(floor, 9, 3, ""));
     s
 }
 
@@ -529,7 +586,7 @@ const PATHS: [ModConvPath; 3] = [
     ModConvPath::Fused,
 ];
 
-/// The tensor-core precisions of the fused-forward rows.
+/// The tensor-core precisions of the fused and conv2d rows.
 const TC_PRECISIONS: [Precision; 3] = [Precision::TF32, Precision::BF16, Precision::F16];
 
 fn path_name(p: ModConvPath) -> String {
@@ -542,6 +599,8 @@ struct Rows<'a> {
     peak: Option<f64>,
     /// The device's name, for the tensor-core peaks of the precision rows.
     device_name: String,
+    /// TB/s, for the memory floor.
+    bandwidth: Option<f64>,
     report: &'a mut dyn FnMut(&Row),
 }
 
@@ -558,23 +617,41 @@ impl Rows<'_> {
         images: Option<usize>,
     ) {
         let peak = self.peak;
-        self.push_with_peak(section, case, path, pass, median, flops, images, peak);
+        self.push_with_peak(section, case, path, pass, median, flops, images, peak, None);
     }
 
-    /// A fused-forward row at a tensor-core precision: pass `fwd <precision>`,
-    /// its fraction of the matching tensor-core peak (when the GPU is known).
-    fn push_precision(&mut self, case: &str, median: Duration, flops: f64, precision: Precision) {
-        let peak = tensor_core_peak(&self.device_name, precision);
-        let pass = format!("fwd {precision}");
+    /// A modconv-section row (a convolution) at `precision`: its pass is
+    /// `pass`, or `pass <precision>` for the tensor-core precisions, whose
+    /// fraction of peak and compute floor use the matching tensor-core
+    /// peak (when the GPU is known); `bytes` is its minimum memory traffic.
+    #[allow(clippy::too_many_arguments)]
+    fn push_conv(
+        &mut self,
+        case: &str,
+        path: &str,
+        pass: &str,
+        median: Duration,
+        flops: f64,
+        bytes: f64,
+        precision: Precision,
+    ) {
+        let (pass, peak) = match precision {
+            Precision::F32 => (pass.to_string(), self.peak),
+            p => (
+                format!("{pass} {p}"),
+                tensor_core_peak(&self.device_name, p),
+            ),
+        };
         self.push_with_peak(
             Section::Modconv,
             case,
-            "fused",
+            path,
             &pass,
             median,
             Some(flops),
             None,
             peak,
+            Some(bytes),
         );
     }
 
@@ -589,6 +666,7 @@ impl Rows<'_> {
         flops: Option<f64>,
         images: Option<usize>,
         peak: Option<f64>,
+        bytes: Option<f64>,
     ) {
         let secs = median.as_secs_f64().max(1e-12);
         let gflops = flops.map(|f| f / secs / 1e9);
@@ -615,6 +693,9 @@ impl Rows<'_> {
             images_per_s: images.map(|n| n as f64 / secs),
             speedup_vs_unfused: unfused.map(|u| u / secs),
             fraction_of_peak: gflops.zip(peak).map(|(g, p)| g / (p * 1e3)),
+            // TFLOP/s → ms: FLOPs / (p · 1e12) · 1e3; TB/s likewise.
+            floor_compute_ms: flops.zip(peak).map(|(f, p)| f / (p * 1e9)),
+            floor_memory_ms: bytes.zip(self.bandwidth).map(|(b, bw)| b / (bw * 1e9)),
         };
         (self.report)(&row);
         self.rows.push(row);
@@ -655,6 +736,13 @@ fn modconv_section(opts: &Options, out: &mut Rows) -> Result<()> {
         };
         let plain = case.p.up == 1;
         let flops = case.flops();
+        let [bytes_fwd, bytes_bwd] = case.min_bytes();
+        // On the CPU every precision computes in FP32: only the FP32 rows.
+        let tc: &[Precision] = if device.runs_kernels() {
+            &TC_PRECISIONS
+        } else {
+            &[]
+        };
         {
             let _g = no_grad();
             for path in PATHS {
@@ -662,36 +750,35 @@ fn modconv_section(opts: &Options, out: &mut Rows) -> Result<()> {
                     modulated_conv2d(&x, &w, &s, Some(&filter), case.p, path).map(drop)
                 })?;
                 let p = path_name(path);
-                out.push(Section::Modconv, case.name, &p, "fwd", t, Some(flops), None);
+                out.push_conv(case.name, &p, "fwd", t, flops, bytes_fwd, Precision::F32);
             }
-            // The fused forward on the tensor cores (devices that run kernels;
-            // on the CPU every precision is the FP32 row above).
-            if device.runs_kernels() {
-                for prec in TC_PRECISIONS {
-                    let p = case.p.with_precision(prec);
-                    let t = time(device, iters, || {
-                        modulated_conv2d(&x, &w, &s, Some(&filter), p, ModConvPath::Fused).map(drop)
-                    })?;
-                    out.push_precision(case.name, t, flops, prec);
-                }
+            for &prec in tc {
+                let p = case.p.with_precision(prec);
+                let t = time(device, iters, || {
+                    modulated_conv2d(&x, &w, &s, Some(&filter), p, ModConvPath::Fused).map(drop)
+                })?;
+                out.push_conv(case.name, "fused", "fwd", t, flops, bytes_fwd, prec);
             }
             if plain {
-                let t = time(device, iters, || conv2d(&x, &w, conv).map(drop))?;
-                out.push(
-                    Section::Modconv,
-                    case.name,
-                    "conv2d",
-                    "fwd",
-                    t,
-                    Some(flops),
-                    None,
-                );
+                for &prec in [Precision::F32].iter().chain(tc) {
+                    let c = Conv2d {
+                        precision: prec,
+                        ..conv
+                    };
+                    let t = time(device, iters, || conv2d(&x, &w, c).map(drop))?;
+                    out.push_conv(case.name, "conv2d", "fwd", t, flops, bytes_fwd, prec);
+                }
             }
         }
         // The graph is built once; grad() leaves it intact for the next run.
         let inputs = [x.clone(), w.clone(), s.clone()];
-        for path in PATHS {
-            let y = modulated_conv2d(&x, &w, &s, Some(&filter), case.p, path)?;
+        let fused_at = tc.iter().map(|&p| (ModConvPath::Fused, p));
+        for (path, prec) in PATHS
+            .map(|p| (p, Precision::F32))
+            .into_iter()
+            .chain(fused_at)
+        {
+            let y = modulated_conv2d(&x, &w, &s, Some(&filter), case.p.with_precision(prec), path)?;
             let gy = Tensor::randn(y.dims().to_vec(), &mut rng, device);
             let t = time(device, iters, || {
                 autograd::grad(
@@ -703,37 +790,27 @@ fn modconv_section(opts: &Options, out: &mut Rows) -> Result<()> {
                 .map(drop)
             })?;
             let p = path_name(path);
-            out.push(
-                Section::Modconv,
-                case.name,
-                &p,
-                "bwd",
-                t,
-                Some(2.0 * flops),
-                None,
-            );
+            out.push_conv(case.name, &p, "bwd", t, 2.0 * flops, bytes_bwd, prec);
         }
         if plain {
-            let y = conv2d(&x, &w, conv)?;
-            let gy = Tensor::randn(y.dims().to_vec(), &mut rng, device);
-            let t = time(device, iters, || {
-                autograd::grad(
-                    std::slice::from_ref(&y),
-                    &inputs[..2],
-                    Some(std::slice::from_ref(&gy)),
-                    false,
-                )
-                .map(drop)
-            })?;
-            out.push(
-                Section::Modconv,
-                case.name,
-                "conv2d",
-                "bwd",
-                t,
-                Some(2.0 * flops),
-                None,
-            );
+            for &prec in [Precision::F32].iter().chain(tc) {
+                let c = Conv2d {
+                    precision: prec,
+                    ..conv
+                };
+                let y = conv2d(&x, &w, c)?;
+                let gy = Tensor::randn(y.dims().to_vec(), &mut rng, device);
+                let t = time(device, iters, || {
+                    autograd::grad(
+                        std::slice::from_ref(&y),
+                        &inputs[..2],
+                        Some(std::slice::from_ref(&gy)),
+                        false,
+                    )
+                    .map(drop)
+                })?;
+                out.push_conv(case.name, "conv2d", "bwd", t, 2.0 * flops, bytes_bwd, prec);
+            }
         }
     }
     Ok(())
@@ -947,6 +1024,7 @@ pub fn run(
         rows: Vec::new(),
         peak: opts.peak.as_ref().map(|p| p.tflops),
         device_name: device_name(opts.device),
+        bandwidth: memory_bandwidth(&device_name(opts.device)),
         report,
     };
     let mut rep = Report {

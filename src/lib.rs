@@ -9,6 +9,7 @@ pub mod backend;
 pub mod bench;
 pub mod data;
 pub mod device;
+pub mod dtype;
 pub mod error;
 pub mod flags;
 pub mod fsio;
@@ -23,6 +24,7 @@ pub mod train;
 
 pub use autograd::{grad, no_grad};
 pub use device::Device;
+pub use dtype::DType;
 pub use error::{Error, Result};
 pub use shape::Shape;
 pub use tensor::Tensor;

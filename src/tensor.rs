@@ -1,15 +1,17 @@
-//! `Tensor`: an immutable, reference-counted f32 array on a device, and the
-//! node of the autograd graph that made it (see `autograd`).
+//! `Tensor`: an immutable, reference-counted array on a device (f32, or
+//! 2-byte F16/BF16 storage, see `dtype`), and the node of the autograd graph
+//! that made it (see `autograd`).
 
 use crate::autograd::{self, Backward};
 use crate::device::Device;
+pub use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 /// A device buffer. Contiguous, row-major.
 ///
@@ -20,6 +22,59 @@ use std::sync::{Arc, Mutex, RwLock};
 pub(crate) enum Storage {
     Cpu(Vec<f32>),
     Cuda(crate::backend::cuda::CudaBuffer),
+    /// 2-byte elements (F16/BF16). Read as f32 (`cpu`, `host`, kernels'
+    /// inputs) they are widened exactly, so an op that declares the dtype
+    /// computes in FP32 on its values.
+    Half(HalfStorage),
+}
+
+/// Where the bits of 2-byte storage live.
+pub(crate) enum HalfData {
+    /// Host memory (`Cpu`, `Sim`, or a `Cuda` result computed on the host).
+    Host(Vec<u16>),
+    Cuda(crate::backend::cuda::CudaHalfBuffer),
+}
+
+/// 2-byte storage and its widened values, made on first read as f32.
+pub(crate) struct HalfStorage {
+    pub(crate) dtype: DType,
+    pub(crate) data: HalfData,
+    values: OnceLock<Vec<f32>>,
+}
+
+impl HalfStorage {
+    pub(crate) fn new(dtype: DType, data: HalfData) -> HalfStorage {
+        debug_assert!(dtype.is_half(), "HalfStorage of {dtype}");
+        HalfStorage {
+            dtype,
+            data,
+            values: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match &self.data {
+            HalfData::Host(v) => v.len(),
+            HalfData::Cuda(b) => b.len(),
+        }
+    }
+
+    /// The bits on the host (copied from a GPU).
+    pub(crate) fn host_bits(&self) -> Result<std::borrow::Cow<'_, [u16]>> {
+        Ok(match &self.data {
+            HalfData::Host(v) => std::borrow::Cow::Borrowed(v),
+            HalfData::Cuda(b) => std::borrow::Cow::Owned(b.download()?),
+        })
+    }
+
+    /// The values widened to f32 (exact), computed once.
+    pub(crate) fn values(&self) -> Result<&[f32]> {
+        if self.values.get().is_none() {
+            let v = crate::dtype::decode(&self.host_bits()?, self.dtype);
+            let _ = self.values.set(v);
+        }
+        Ok(self.values.get().map(|v| v.as_slice()).unwrap_or(&[]))
+    }
 }
 
 impl Storage {
@@ -39,14 +94,16 @@ impl Storage {
         match self {
             Storage::Cpu(v) => Ok(v),
             Storage::Cuda(b) => b.host(),
+            Storage::Half(h) => h.values(),
         }
     }
 
-    /// A fresh host copy of the data.
+    /// A fresh host copy of the data (2-byte elements widened to f32).
     pub(crate) fn to_host_vec(&self) -> Result<Vec<f32>> {
         match self {
             Storage::Cpu(v) => Ok(v.clone()),
             Storage::Cuda(b) => b.download(),
+            Storage::Half(h) => Ok(h.values()?.to_vec()),
         }
     }
 
@@ -54,6 +111,15 @@ impl Storage {
         match self {
             Storage::Cpu(v) => v.len(),
             Storage::Cuda(b) => b.len(),
+            Storage::Half(h) => h.len(),
+        }
+    }
+
+    /// The element type.
+    pub(crate) fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(_) | Storage::Cuda(_) => DType::F32,
+            Storage::Half(h) => h.dtype,
         }
     }
 
@@ -144,21 +210,26 @@ impl Tensor {
     /// The result of an op (on the host or in a device buffer): records `op`
     /// and `inputs` in the graph when grad mode is on and any input needs a
     /// gradient.
+    ///
+    /// This is where every op's dtypes are checked, once for all ops: an
+    /// input whose dtype the op does not declare (`Backward::supports`) is
+    /// an error naming the op, the input and the dtype.
     pub(crate) fn from_op_storage(
         storage: Storage,
         shape: impl Into<Shape>,
         device: Device,
         op: impl Backward + 'static,
         inputs: Vec<Tensor>,
-    ) -> Tensor {
+    ) -> Result<Tensor> {
         let shape = shape.into();
+        check_dtypes(&op, &inputs)?;
         debug_assert_eq!(storage.len(), shape.numel(), "{}: output size", op.name());
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.needs_grad());
         let grad_fn = track.then(|| GradFn {
             op: Box::new(op),
             inputs,
         });
-        Tensor::from_storage(storage, shape, device, grad_fn)
+        Ok(Tensor::from_storage(storage, shape, device, grad_fn))
     }
 
     /// Like `from_op_storage`, sharing a buffer (reshape).
@@ -168,14 +239,15 @@ impl Tensor {
         device: Device,
         op: impl Backward + 'static,
         inputs: Vec<Tensor>,
-    ) -> Tensor {
+    ) -> Result<Tensor> {
         let shape = shape.into();
+        check_dtypes(&op, &inputs)?;
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.needs_grad());
         let grad_fn = track.then(|| GradFn {
             op: Box::new(op),
             inputs,
         });
-        Tensor(Arc::new(Node {
+        Ok(Tensor(Arc::new(Node {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             shape,
             device,
@@ -183,7 +255,7 @@ impl Tensor {
             requires_grad: AtomicBool::new(false),
             grad_fn,
             grad: Mutex::new(None),
-        }))
+        })))
     }
 
     /// A constant (no graph) with a device-computed buffer.
@@ -289,6 +361,11 @@ impl Tensor {
 
     pub fn device(&self) -> Device {
         self.0.device
+    }
+
+    /// The element type of the storage (`F32` unless made by `to_dtype`).
+    pub fn dtype(&self) -> DType {
+        self.storage().dtype()
     }
 
     /// A process-unique id of this node.
@@ -404,6 +481,12 @@ impl Tensor {
                 msg: format!("{} into {}", src.device(), self.device()),
             });
         }
+        if src.dtype() != self.dtype() {
+            return Err(Error::Invalid {
+                op: "assign",
+                msg: format!("{} data into a {} tensor", src.dtype(), self.dtype()),
+            });
+        }
         *self.0.storage.write().unwrap_or_else(|e| e.into_inner()) = src.storage();
         Ok(())
     }
@@ -419,6 +502,25 @@ impl Tensor {
             None => Ok(d),
         }
     }
+}
+
+/// The dtype check of every op (see `from_op_storage`).
+fn check_dtypes(op: &dyn Backward, inputs: &[Tensor]) -> Result<()> {
+    for (k, t) in inputs.iter().enumerate() {
+        let dtype = t.dtype();
+        if !op.supports(dtype) {
+            return Err(Error::Invalid {
+                op: op.name(),
+                msg: format!(
+                    "input {k} (shape {}) is {dtype}, which {} does not support: cast it with \
+                     to_dtype(DType::F32) first",
+                    t.shape(),
+                    op.name()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Tensor {

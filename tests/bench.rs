@@ -45,7 +45,7 @@ fn bench_ok(args: &[&str], dir: &Path) -> (String, Value) {
     (out, json)
 }
 
-const ROW_KEYS: [&str; 9] = [
+const ROW_KEYS: [&str; 11] = [
     "section",
     "case",
     "path",
@@ -55,6 +55,8 @@ const ROW_KEYS: [&str; 9] = [
     "images_per_s",
     "speedup_vs_unfused",
     "fraction_of_peak",
+    "floor_compute_ms",
+    "floor_memory_ms",
 ];
 
 fn keys(v: &Value) -> BTreeSet<&str> {
@@ -113,18 +115,32 @@ fn check_modconv(json: &Value, out: &str, cases: &[bench::Case], tensor_core_row
     );
     let rows = rows(json, "modconv");
     let plain = cases.iter().filter(|c| c.p.up == 1).count();
+    // At each of the 3 tensor-core precisions: fused fwd and bwd, conv2d
+    // fwd and bwd where there is no up-sampling.
     let tc = if tensor_core_rows { 3 } else { 0 };
-    assert_eq!(rows.len(), 2 * (3 * cases.len() + plain) + tc * cases.len());
+    assert_eq!(
+        rows.len(),
+        2 * (3 * cases.len() + plain) + tc * 2 * (cases.len() + plain)
+    );
     if tensor_core_rows {
         for case in cases {
-            for pass in ["fwd tf32", "fwd bf16", "fwd f16"] {
-                let r = rows
-                    .iter()
-                    .find(|r| r["case"] == case.name && r["path"] == "fused" && r["pass"] == pass)
-                    .unwrap_or_else(|| panic!("no {} fused {pass} row", case.name));
-                let want = case.flops() / (num(&r["median_ms"]) / 1e3) / 1e9;
-                assert!((num(&r["gflops"]) - want).abs() <= 1e-9 * want, "{r}");
-                assert!(out.contains(pass), "table lacks {pass}: {out}");
+            let mut paths = vec!["fused"];
+            if case.p.up == 1 {
+                paths.push("conv2d");
+            }
+            for path in paths {
+                for pass in [
+                    "fwd tf32", "fwd bf16", "fwd f16", "bwd tf32", "bwd bf16", "bwd f16",
+                ] {
+                    let r = rows
+                        .iter()
+                        .find(|r| r["case"] == case.name && r["path"] == path && r["pass"] == pass)
+                        .unwrap_or_else(|| panic!("no {} {path} {pass} row", case.name));
+                    let flops = case.flops() * if pass.starts_with("bwd") { 2.0 } else { 1.0 };
+                    let want = flops / (num(&r["median_ms"]) / 1e3) / 1e9;
+                    assert!((num(&r["gflops"]) - want).abs() <= 1e-9 * want, "{r}");
+                    assert!(out.contains(pass), "table lacks {pass}: {out}");
+                }
             }
         }
     }
@@ -375,6 +391,28 @@ fn known_gpu_peaks() {
     assert_eq!(tc("NVIDIA A100-SXM4-80GB", Precision::TF32), Some(156.0));
     assert_eq!(tc("NVIDIA H200", Precision::F32), None);
     assert_eq!(tc("NVIDIA H200 NVL", Precision::BF16), None);
+    // Memory bandwidth (TB/s) of the roofline floors.
+    let bw = bench::memory_bandwidth;
+    assert_eq!(bw("NVIDIA H200"), Some(4.8));
+    assert_eq!(bw("NVIDIA H100 80GB HBM3"), Some(3.35));
+    assert_eq!(bw("NVIDIA H100 PCIe"), Some(2.0));
+    assert_eq!(bw("NVIDIA A100-SXM4-80GB"), Some(2.039));
+    assert_eq!(bw("NVIDIA GeForce RTX 3090"), None);
+}
+
+/// The memory floor's bytes by hand: config-f conv 32×32 (512 → 512, 3×3,
+/// batch 4): x = y = 4·512·32² floats, w = 512·512·9 floats, 4 bytes each.
+#[test]
+fn min_bytes_by_hand() {
+    let case = bench::cases(bench::Scale::Full)
+        .into_iter()
+        .find(|c| c.name == "conv 32x32")
+        .unwrap();
+    let (x, w) = (4.0 * 512.0 * 1024.0, 512.0 * 512.0 * 9.0);
+    assert_eq!(
+        case.min_bytes(),
+        [4.0 * (x + w + x), 4.0 * (x + 2.0 * x + 2.0 * w)]
+    );
 }
 
 #[test]

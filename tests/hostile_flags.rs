@@ -262,6 +262,14 @@ fn subcommands(tmp: &Path) -> Vec<Sub> {
             base: vec![],
             flags: vec![("FILE", Input)],
         },
+        Sub {
+            name: "convert",
+            base: s(&[
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sg2_uncond.pkl"),
+                &t("converted.safetensors"),
+            ]),
+            flags: vec![("INPUT", Input), ("OUTPUT", Output)],
+        },
     ]
 }
 
@@ -297,10 +305,17 @@ fn every_flag_of_every_subcommand_refuses_hostile_values() {
                         .filter(|a| !a.starts_with(&format!("{flag}=")))
                         .cloned(),
                 );
-                if flag == "FILE" {
-                    args.push(value.clone());
-                } else {
-                    args.push(format!("{flag}={value}"));
+                // An upper-case name is a positional argument: the n-th of
+                // the subcommand's, replacing the valid base value there.
+                let positional = sub
+                    .flags
+                    .iter()
+                    .filter(|(f, _)| f.chars().all(|c| c.is_ascii_uppercase()))
+                    .position(|(f, _)| *f == flag);
+                match positional {
+                    Some(i) if i + 1 < args.len() => args[i + 1] = value.clone(),
+                    Some(_) => args.push(value.clone()),
+                    None => args.push(format!("{flag}={value}")),
                 }
                 if sub.name == "dataset" && flag != "--dest" {
                     args.push(format!(

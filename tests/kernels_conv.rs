@@ -27,6 +27,7 @@ fn conv(stride: [usize; 2], padding: [usize; 2], groups: usize) -> Conv2d {
         stride,
         padding,
         groups,
+        ..Conv2d::default()
     }
 }
 

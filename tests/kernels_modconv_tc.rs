@@ -1,5 +1,6 @@
-//! The fused modulated convolution on the tensor cores (kernels/modconv.cu
-//! `modconv_tc_fwd_*`, chosen on `Device::Sim` whenever the precision is not
+//! The fused modulated convolution on the tensor cores (kernels/modconv_tc.cu
+//! `modconv_tc_fwd_*` and, for its weight gradient and the grouped path,
+//! kernels/conv_tc.cu; chosen on `Device::Sim` whenever the precision is not
 //! F32) at TF32, BF16 and FP16, on shapes that are multiples of no tile (the
 //! kernel tiles 64 channels × 8×16 pixels × 8 or 16 channels per step):
 //! - against a CPU reference whose operands are rounded as the kernel rounds
@@ -7,10 +8,13 @@
 //!   where only FP32 summation order differs — this catches a wrong fragment
 //!   or tile index even when it is smaller than the rounding error;
 //! - against the FP32 CPU reference within the bound that operand rounding
-//!   allows, forward with the whole epilogue and the input gradient.
+//!   allows, forward with the whole epilogue and every first-order gradient,
+//!   on Sim and on GPU 0 when there is one. The last small shape (20 → 40
+//!   channels) is large enough for the GPU to pick the tensor-core kernels.
 
 mod common;
-use common::values;
+use common::tc::{assert_within, max_abs, rounded};
+use common::{kernel_devices, values};
 use stylegan2::ops::bias_act::{Act, BiasAct};
 use stylegan2::ops::conv::{conv2d, Conv2d};
 use stylegan2::ops::modconv::{demod_coefficients, modulated_conv2d_fused, Epilogue, ModConv};
@@ -25,7 +29,12 @@ const PRECISIONS: [Precision; 3] = [Precision::TF32, Precision::BF16, Precision:
 const SHAPES: [[usize; 5]; 3] = [[1, 3, 5, 5, 5], [3, 67, 5, 5, 7], [1, 5, 130, 17, 9]];
 /// Smaller shapes for the bound tests (the simulator is slow): the same
 /// batch and channel counts, fewer pixels.
-const SMALL_SHAPES: [[usize; 5]; 3] = [[1, 3, 5, 5, 5], [3, 67, 5, 5, 3], [1, 5, 130, 3, 5]];
+const SMALL_SHAPES: [[usize; 5]; 4] = [
+    [1, 3, 5, 5, 5],
+    [3, 67, 5, 5, 3],
+    [1, 5, 130, 3, 5],
+    [2, 20, 40, 6, 5],
+];
 
 fn cases() -> [(&'static str, ModConv); 3] {
     [
@@ -33,33 +42,6 @@ fn cases() -> [(&'static str, ModConv); 3] {
         ("3x3 up2", ModConv::conv3x3_up2()),
         ("1x1 nodemod", ModConv::torgb()),
     ]
-}
-
-/// `v` as the kernel's operand: TF32 by cvt.rna (nearest, ties away from
-/// zero, 10 mantissa bits), BF16 and FP16 by round-to-nearest-even.
-fn round_operand(v: f32, p: Precision) -> f32 {
-    match p {
-        Precision::F32 => v,
-        Precision::TF32 if v.is_finite() => f32::from_bits((v.to_bits() + 0x1000) & !0x1fff),
-        Precision::TF32 => v,
-        Precision::BF16 => half::bf16::from_f32(v).to_f32(),
-        Precision::F16 => half::f16::from_f32(v).to_f32(),
-    }
-}
-
-fn rounded(t: &Tensor, p: Precision) -> Result<Tensor> {
-    let v = t
-        .to_vec()
-        .into_iter()
-        .map(|v| round_operand(v, p))
-        .collect();
-    Tensor::from_vec(v, t.dims().to_vec(), Device::Cpu)
-}
-
-fn max_abs(t: &Tensor) -> f64 {
-    t.to_vec()
-        .iter()
-        .fold(0f64, |m, &v| m.max((v as f64).abs()))
 }
 
 struct Inputs {
@@ -116,9 +98,8 @@ fn staged(t: &Inputs, p: ModConv) -> Result<(Tensor, Tensor, usize)> {
 fn rounded_reference(t: &Inputs, p: ModConv, prec: Precision) -> Result<Tensor> {
     let (z, wk, pad) = staged(t, p)?;
     let conv = Conv2d {
-        stride: [1, 1],
         padding: [pad, pad],
-        groups: 1,
+        ..Conv2d::default()
     };
     let y = conv2d(&rounded(&z, prec)?, &rounded(&wk, prec)?, conv)?;
     if !p.demodulate {
@@ -136,29 +117,6 @@ fn max_demod(t: &Inputs, p: ModConv) -> Result<f64> {
     } else {
         1.0
     })
-}
-
-fn assert_within(what: &str, got: &Tensor, want: &Tensor, tol: f64) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let (g, w) = (got.to_vec(), want.to_vec());
-    let (i, err) = g
-        .iter()
-        .zip(&w)
-        .map(|(&a, &b)| (a as f64 - b as f64).abs())
-        .enumerate()
-        .fold((0, 0f64), |m, (i, e)| {
-            if e.is_nan() || e > m.1 {
-                (i, if e.is_nan() { f64::INFINITY } else { e })
-            } else {
-                m
-            }
-        });
-    assert!(
-        err <= tol,
-        "{what}: max |diff| {err:.3e} at {i} (got {}, want {}) exceeds {tol:.3e}",
-        g[i],
-        w[i]
-    );
 }
 
 #[test]
@@ -244,8 +202,10 @@ fn tc_forward_with_epilogue_within_the_precision_bound() {
                     Ok((y, bound))
                 };
                 let (want, bound) = run(Device::Cpu, Precision::F32).unwrap();
-                let (got, _) = run(Device::Sim, prec).unwrap();
-                assert_within(&what, &got, &want, bound + 1e-5);
+                for dev in kernel_devices() {
+                    let (got, _) = run(dev, prec).unwrap();
+                    assert_within(&format!("{what} on {dev}"), &got, &want, bound + 1e-5);
+                }
             }
         }
     }
@@ -286,8 +246,124 @@ fn tc_input_gradient_within_the_precision_bound() {
                     Ok((dx, bound))
                 };
                 let (want, bound) = run(Device::Cpu, Precision::F32).unwrap();
-                let (got, _) = run(Device::Sim, prec).unwrap();
-                assert_within(&what, &got, &want, bound + 1e-5);
+                for dev in kernel_devices() {
+                    let (got, _) = run(dev, prec).unwrap();
+                    assert_within(&format!("{what} on {dev}"), &got, &want, bound + 1e-5);
+                }
+            }
+        }
+    }
+}
+
+/// First-order weight and style gradients (the fast backward) against the
+/// FP32 CPU gradients, for `⟨y, r⟩` with r ∈ [-1, 1).
+///
+/// Weight gradient: the GEMM `Σ_{n,p} gu · (s ⊙ Z)` runs on the tensor cores
+/// (conv_tc.cu) with gu = r·d: K = N·OH·OW rounded products, bounded as the
+/// forward, 4u·√K·max|gu|·max|s⊙Z|. The demodulation term `−w · Σ_n e s²`
+/// (e = dd·d³, dd = Σ_p g·u) is FP32 on u, the forward's accumulator, whose
+/// error is the forward bound ε_u = 4u·√K_f·max|Z|·max|w|; over P pixels and
+/// N samples that moves dw by at most max|w|·N·P·max|r|·ε_u·max d³·max s².
+/// Style gradient: Σ_p x · ∂L/∂(x⊙s) over P = H·W (or the up-sampled grid,
+/// then FIR adjoint, taps summing to 1) of the input-gradient's error (the
+/// dx bound of the test above without its factor s), plus the same dd term
+/// through Σ_o e·Σ_k w²: max s·O·P·max|r|·ε_u·max d³·max Σ_k w².
+#[test]
+fn tc_weight_and_style_gradients_within_the_precision_bound() {
+    for (name, p) in cases() {
+        for shape in SMALL_SHAPES {
+            for prec in PRECISIONS {
+                let run = |dev: Device, run_prec: Precision| -> Result<(Vec<Tensor>, [f64; 2])> {
+                    let t = inputs(shape, p, dev)?;
+                    let y = modulated_conv2d_fused(
+                        &t.x,
+                        &t.w,
+                        &t.s,
+                        Some(&t.f),
+                        p.with_precision(run_prec),
+                        &Epilogue::identity(),
+                    )?;
+                    let [n, o, oh, ow] = [y.dims()[0], y.dims()[1], y.dims()[2], y.dims()[3]];
+                    let r = Tensor::from_vec(values(y.numel(), 78), y.dims().to_vec(), dev)?;
+                    let g = grad(&[y], &[t.w.clone(), t.s.clone()], Some(&[r]), false)?;
+                    let gs: Vec<Tensor> = g.into_iter().map(|v| v.expect("gradient")).collect();
+                    let u = prec.unit_roundoff();
+                    let (z, wk, _) = staged(&t, p)?;
+                    let (mz, mw, md) = (max_abs(&z), max_abs(&wk), max_demod(&t, p)?);
+                    let ms = max_abs(&t.s);
+                    let kk = (wk.dims()[2] * wk.dims()[3]) as f64;
+                    let kf = shape[1] as f64 * kk;
+                    let pix = (oh * ow) as f64;
+                    let eps_u = 4.0 * u * kf.sqrt() * mz * mw;
+                    let (dd_w, dd_s) = if p.demodulate {
+                        (
+                            mw * n as f64 * pix * eps_u * md.powi(3) * ms * ms,
+                            ms * o as f64 * pix * eps_u * md.powi(3) * mw * mw * kk,
+                        )
+                    } else {
+                        (0.0, 0.0)
+                    };
+                    let kw_ = (n * oh * ow) as f64;
+                    let bound_w = 4.0 * u * kw_.sqrt() * md * mz + dd_w;
+                    let in_pix = (z.dims()[2] * z.dims()[3]) as f64;
+                    let gxs = 4.0 * u * (o as f64 * kk).sqrt() * mw * md;
+                    let bound_s = in_pix * max_abs(&t.x) * gxs + dd_s;
+                    Ok((gs, [bound_w, bound_s]))
+                };
+                let (want, bounds) = run(Device::Cpu, Precision::F32).unwrap();
+                for dev in kernel_devices() {
+                    let (got, _) = run(dev, prec).unwrap();
+                    for (k, what) in ["dL/dw", "dL/ds"].iter().enumerate() {
+                        let what = format!("{name} {shape:?} {prec} {what} on {dev}");
+                        assert_within(&what, &got[k], &want[k], bounds[k] + 1e-5);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The grouped path (per-sample weights, one grouped conv2d) runs its
+/// convolution at the layer's precision (conv_tc.cu with groups = N): within
+/// the forward's precision bound of the FP32 CPU result.
+#[test]
+fn tc_grouped_path_within_the_precision_bound() {
+    use stylegan2::ops::modconv::{modulated_conv2d, ModConvPath};
+    let _g = stylegan2::no_grad();
+    for (name, p) in cases() {
+        for shape in SMALL_SHAPES {
+            for prec in PRECISIONS {
+                let run = |dev: Device, run_prec: Precision| -> Result<(Tensor, f64)> {
+                    let t = inputs(shape, p, dev)?;
+                    let y = modulated_conv2d(
+                        &t.x,
+                        &t.w,
+                        &t.s,
+                        Some(&t.f),
+                        p.with_precision(run_prec),
+                        ModConvPath::Grouped,
+                    )?;
+                    // Operands: Z without the styles (x, or its FIR
+                    // up-sampling: at most max|s⊙Z| / min s, s ≥ 0.7 by
+                    // construction) and w·s·d (max|w|·max|s|·max d).
+                    let (z, wk, _) = staged(&t, p)?;
+                    let k = (shape[1] * wk.dims()[2] * wk.dims()[3]) as f64;
+                    let mzx = max_abs(&z) / 0.7;
+                    let bound = 4.0
+                        * prec.unit_roundoff()
+                        * k.sqrt()
+                        * mzx
+                        * max_abs(&wk)
+                        * max_abs(&t.s)
+                        * max_demod(&t, p)?;
+                    Ok((y, bound))
+                };
+                let (want, bound) = run(Device::Cpu, Precision::F32).unwrap();
+                for dev in kernel_devices() {
+                    let (got, _) = run(dev, prec).unwrap();
+                    let what = format!("{name} {shape:?} {prec} grouped on {dev}");
+                    assert_within(&what, &got, &want, bound + 1e-5);
+                }
             }
         }
     }

@@ -281,6 +281,39 @@ fn presets_follow_the_official_cfg_specs() {
             "{name}"
         );
     }
+    // Mixed precision: official train.py sets num_fp16_res = 4 and
+    // conv_clamp = 256 for every --cfg; tiny (the golden model) is FP32.
+    for name in stylegan2::model::PRESETS {
+        let cfg = ModelConfig::preset(name, 64, 3, 0).unwrap();
+        let want = if *name == "tiny" { 0 } else { 4 };
+        assert_eq!(cfg.generator.num_fp16_res, want, "{name}");
+        assert_eq!(cfg.discriminator.num_fp16_res, want, "{name}");
+    }
+    // fp16_resolution = max(2^(log2 R + 1 − n), 8): at 1024² the blocks
+    // 128…1024 are FP16; at 32² every block from 8 (the floor) on.
+    assert!(!f.generator.use_fp16(64) && f.generator.use_fp16(128));
+    assert!(f.discriminator.use_fp16(1024) && !f.discriminator.use_fp16(64));
+    let c32 = ModelConfig::preset("stylegan2", 32, 3, 0).unwrap();
+    assert!(!c32.generator.use_fp16(4) && c32.generator.use_fp16(8));
+    assert!(!t.generator.use_fp16(32) && !t.discriminator.use_fp16(32));
+    // Official --fp32: no FP16 blocks and no clamp.
+    let mut f32cfg = f.clone();
+    f32cfg.set_fp32();
+    assert_eq!(f32cfg.generator.num_fp16_res, 0);
+    assert_eq!(f32cfg.discriminator.conv_clamp, None);
+    // A file written before num_fp16_res existed reads as 0 (FP32 numerics).
+    let mut old: serde_json::Value = serde_json::from_str(&f.to_json().unwrap()).unwrap();
+    old["generator"]
+        .as_object_mut()
+        .unwrap()
+        .remove("num_fp16_res");
+    old["discriminator"]
+        .as_object_mut()
+        .unwrap()
+        .remove("num_fp16_res");
+    let old = ModelConfig::from_json(&old.to_string()).unwrap();
+    assert_eq!(old.generator.num_fp16_res, 0);
+    assert_eq!(old.discriminator.num_fp16_res, 0);
     assert!(ModelConfig::preset("nope", 64, 3, 0)
         .unwrap_err()
         .to_string()

@@ -23,7 +23,9 @@ use std::process::Command;
 use stylegan2::backend::cuda::{compile, nvrtc_present, NVRTC_HINT};
 
 /// Kernel families whose kernels must not spill at sm_90.
-const HOT_FAMILIES: [&str; 3] = ["modconv", "conv", "upfirdn"];
+const HOT_FAMILIES: [&str; 5] = ["modconv", "modconv_tc", "conv", "conv_tc", "upfirdn"];
+/// Kernels of tensor-core families that only convert operands (no HMMA).
+const TC_CONVERTERS: [&str; 2] = ["modconv_tc_weight", "conv_tc_weight"];
 
 /// Per kernel: (name, registers, spill stores + loads in bytes, shared bytes, barriers).
 fn ptxas_report(log: &str) -> Vec<(String, u32, u32, u32, u32)> {
@@ -122,7 +124,7 @@ fn sass_problems(kernel: &str, sass: &str, hot: bool) -> Vec<String> {
         })
     };
     let mut p = Vec::new();
-    if kernel.contains("_tc_") && kernel != "modconv_tc_weight" && !has("HMMA") {
+    if kernel.contains("_tc_") && !TC_CONVERTERS.contains(&kernel) && !has("HMMA") {
         p.push(format!("{kernel}: tensor-core kernel without HMMA"));
     }
     if hot && (has("LDL") || has("STL")) {

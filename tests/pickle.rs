@@ -132,6 +132,8 @@ fn conditional_and_fp16_pickles_give_their_configs() {
     let p = pickle::read_file(data("sg2_fp16.pkl")).unwrap();
     assert_eq!(p.config.generator.conv_clamp, Some(256.0));
     assert_eq!(p.config.discriminator.conv_clamp, Some(256.0));
+    assert_eq!(p.config.generator.num_fp16_res, 2);
+    assert_eq!(p.config.discriminator.num_fp16_res, 2);
     assert!(
         p.notes.iter().any(|n| n.contains("num_fp16_res = 2")),
         "{:?}",

@@ -56,6 +56,11 @@ fn train_then_generate_and_refuse_bad_flags() {
     assert!(run_dir.join("fakes00000008.png").exists());
     let options = std::fs::read_to_string(run_dir.join("training_options.json")).unwrap();
     assert!(options.contains("\"modconv\": \"grouped\""), "{options}");
+    // Precision recorded (tiny is FP32: num_fp16_res 0, no clamp).
+    let opts: serde_json::Value = serde_json::from_str(&options).unwrap();
+    assert_eq!(opts["fp32"], false, "{options}");
+    assert_eq!(opts["num_fp16_res"]["G"], 0, "{options}");
+    assert_eq!(opts["precision"], "fp32", "{options}");
     // One kimg (the preset's default is not repeated), learning rates as
     // typed (tiny: G 0.0025, D 0.0015), not f32 noise such as
     // 0.0024999999441206455.
@@ -85,6 +90,7 @@ fn train_then_generate_and_refuse_bad_flags() {
             "1",
             "--device",
             "cpu",
+            "--fp32",
             "--quiet",
             "--outdir",
             "runs8",
@@ -96,6 +102,13 @@ fn train_then_generate_and_refuse_bad_flags() {
     let stats = std::fs::read_to_string(run8.join("stats.jsonl")).unwrap();
     assert!(!stats.contains("SWD"), "{stats}");
     assert!(run8.join(stylegan2::train::plot::FILE).exists());
+    // Official --fp32: recorded, both networks without FP16 blocks or clamp.
+    let opts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run8.join("training_options.json")).unwrap())
+            .unwrap();
+    assert_eq!(opts["fp32"], true, "{opts}");
+    assert_eq!(opts["num_fp16_res"]["D"], 0, "{opts}");
+    assert!(opts["conv_clamp"]["G"].is_null(), "{opts}");
     let snap = snap.to_str().unwrap();
     let o = run(
         &[

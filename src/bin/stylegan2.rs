@@ -101,6 +101,12 @@ enum Command {
         /// the highest resolution) [default: 0, or the snapshot's].
         #[arg(long)]
         freezed: Option<usize>,
+        /// Disable mixed precision (official --fp32): every block computes
+        /// in FP32 and conv_clamp is off, on any device. Without it the
+        /// preset's num_fp16_res highest resolutions compute in FP16 on a
+        /// GPU or the simulator (the CPU always computes in FP32).
+        #[arg(long)]
+        fp32: bool,
         /// No progress bar or status lines.
         #[arg(long)]
         quiet: bool,
@@ -500,6 +506,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             outdir,
             resume,
             freezed,
+            fp32,
             quiet,
             metrics,
             metrics_num,
@@ -572,6 +579,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 ada_target: target,
                 augpipe,
                 ada_kimg,
+                fp32,
+                num_fp16_res: None,
             };
             let summary = train::train(opts)?;
             if let Some(p) = &summary.last_snapshot {

@@ -6,8 +6,11 @@
 //! file this crate writes, so a file names the networks it holds.
 //!
 //! The official presets train with mixed precision (`num_fp16_res = 4`) and
-//! `conv_clamp = 256`; this crate computes in f32 throughout and keeps the
-//! clamp, so the networks are the same functions.
+//! `conv_clamp = 256`, as official `train.py` sets for every `--cfg`; `tiny`
+//! computes in FP32 (`num_fp16_res = 0`, no clamp). The layers of the top
+//! `num_fp16_res` resolutions compute in FP16 on devices that run kernels
+//! (`Device::Sim`, `Device::Cuda`) and in FP32 on the CPU, as the official
+//! code does off CUDA (`use_fp16 and device.type == 'cuda'`).
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -56,6 +59,12 @@ pub struct GeneratorConfig {
     /// Clamp of the synthesis layer outputs (±conv_clamp·gain); `None` = off.
     pub conv_clamp: Option<f32>,
     pub architecture: Architecture,
+    /// Official `num_fp16_res`: the blocks of the highest `num_fp16_res`
+    /// resolutions (never below 8×8) compute in FP16 on devices that run
+    /// kernels. Files written before this field existed read as 0: they
+    /// were trained and saved by FP32 code, and 0 keeps their numerics.
+    #[serde(default)]
+    pub num_fp16_res: usize,
 }
 
 /// The discriminator: official `Discriminator(c_dim, img_resolution,
@@ -70,6 +79,10 @@ pub struct DiscriminatorConfig {
     pub channel_base: usize,
     pub channel_max: usize,
     pub conv_clamp: Option<f32>,
+    /// Official `num_fp16_res` of the discriminator (see
+    /// [`GeneratorConfig::num_fp16_res`]; old files read as 0).
+    #[serde(default)]
+    pub num_fp16_res: usize,
     /// Dimension of the mapped label; `None` = channels at 4×4 (official default).
     pub cmap_dim: Option<usize>,
     /// Minibatch-std group size (`min(group, N)` at run time); `None` = whole batch.
@@ -322,6 +335,8 @@ impl ModelConfig {
         }
         cfg.generator.conv_clamp = None;
         cfg.discriminator.conv_clamp = None;
+        cfg.generator.num_fp16_res = 0;
+        cfg.discriminator.num_fp16_res = 0;
         let t = &mut cfg.training;
         t.dlr = Some(0.0015);
         t.pl_weight = 0.0;
@@ -354,6 +369,7 @@ impl ModelConfig {
                 channel_max: 512,
                 conv_clamp: Some(256.0),
                 architecture: Architecture::Skip,
+                num_fp16_res: 4,
             },
             discriminator: DiscriminatorConfig {
                 c_dim,
@@ -363,6 +379,7 @@ impl ModelConfig {
                 channel_base,
                 channel_max: 512,
                 conv_clamp: Some(256.0),
+                num_fp16_res: 4,
                 cmap_dim: None,
                 mbstd_group_size: Some(s.mbstd),
                 mbstd_num_channels: 1,
@@ -418,6 +435,28 @@ impl ModelConfig {
     }
 }
 
+/// Official `fp16_resolution = max(2^(log2(R) + 1 − num_fp16_res), 8)`: the
+/// blocks at this resolution and above use FP16 (none when `num_fp16_res` is 0).
+pub fn fp16_resolution(img_resolution: usize, num_fp16_res: usize) -> usize {
+    if num_fp16_res == 0 {
+        return usize::MAX;
+    }
+    let log2 = img_resolution.trailing_zeros() as usize;
+    let e = (log2 + 1).saturating_sub(num_fp16_res);
+    (1usize << e).max(8)
+}
+
+impl ModelConfig {
+    /// Official `train.py --fp32`: no FP16 layers and no activation clamp in
+    /// either network.
+    pub fn set_fp32(&mut self) {
+        self.generator.num_fp16_res = 0;
+        self.discriminator.num_fp16_res = 0;
+        self.generator.conv_clamp = None;
+        self.discriminator.conv_clamp = None;
+    }
+}
+
 /// Official `channels_dict`: `min(channel_base / res, channel_max)`.
 pub fn channels_at(channel_base: usize, channel_max: usize, res: usize) -> usize {
     (channel_base / res).min(channel_max)
@@ -469,6 +508,11 @@ impl GeneratorConfig {
         channels_at(self.channel_base, self.channel_max, res)
     }
 
+    /// Whether the block at `res` is an FP16 block (official `use_fp16`).
+    pub fn use_fp16(&self, res: usize) -> bool {
+        res >= fp16_resolution(self.img_resolution, self.num_fp16_res)
+    }
+
     pub fn validate(&self) -> Result<()> {
         check_common(
             "generator",
@@ -514,6 +558,11 @@ impl DiscriminatorConfig {
 
     pub fn channels(&self, res: usize) -> usize {
         channels_at(self.channel_base, self.channel_max, res)
+    }
+
+    /// Whether the block at `res` is an FP16 block (official `use_fp16`).
+    pub fn use_fp16(&self, res: usize) -> bool {
+        res >= fp16_resolution(self.img_resolution, self.num_fp16_res)
     }
 
     /// The mapped-label dimension actually used (0 without labels).

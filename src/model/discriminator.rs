@@ -4,12 +4,14 @@ use super::config::{Architecture, DiscriminatorConfig};
 use super::mapping::{MappingNetwork, Truncation};
 use crate::device::Device;
 use crate::error::{invalid, shape_err, Result};
+use crate::nn::mixed::{add_as, block_dtype};
 use crate::nn::{
     join, resample_filter, Activation, Conv2dLayer, Ctx, FullyConnected, Kind, MinibatchStd,
     Module, FIR_TAPS,
 };
+use crate::ops::precision::Precision;
 use crate::ops::upfirdn::downsample2d;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// One resolution of the discriminator (official `DiscriminatorBlock`).
 pub struct DiscriminatorBlock {
@@ -30,6 +32,9 @@ pub struct DiscriminatorBlock {
     pub conv1: Conv2dLayer,
     /// With 'resnet': 1×1 down 2, no bias, linear.
     pub skip: Option<Conv2dLayer>,
+    /// Official `use_fp16`: one of the top `num_fp16_res` resolutions, whose
+    /// activations are F16 on devices that run kernels (see `nn::mixed`).
+    pub use_fp16: bool,
 }
 
 impl DiscriminatorBlock {
@@ -125,6 +130,7 @@ impl DiscriminatorBlock {
             conv0,
             conv1,
             skip,
+            use_fp16: false,
         }
     }
 }
@@ -283,7 +289,7 @@ impl Discriminator {
                 } else {
                     0
                 };
-                DiscriminatorBlock::new(
+                let block = DiscriminatorBlock::new(
                     in_channels,
                     cfg.channels(res),
                     cfg.channels(res / 2),
@@ -295,7 +301,11 @@ impl Discriminator {
                     cfg.freeze_layers,
                     rng,
                     device,
-                )
+                );
+                DiscriminatorBlock {
+                    use_fp16: cfg.use_fp16(res),
+                    ..block
+                }
             })
             .collect();
         let cmap_dim = cfg.effective_cmap_dim();
@@ -354,9 +364,23 @@ impl std::fmt::Debug for Discriminator {
     }
 }
 
-fn run_conv(l: &Conv2dLayer, name: &str, x: &Tensor, gain: f32, ctx: &mut Ctx) -> Result<Tensor> {
+/// How the discriminator runs: the operand precision of its convolutions
+/// (`F32` by default: exact; see [`Precision`] for where the others apply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DiscriminatorOptions {
+    pub precision: Precision,
+}
+
+fn run_conv(
+    l: &Conv2dLayer,
+    name: &str,
+    x: &Tensor,
+    gain: f32,
+    opts: DiscriminatorOptions,
+    ctx: &mut Ctx,
+) -> Result<Tensor> {
     ctx.enter(name);
-    let y = l.forward(x, gain);
+    let y = l.forward_at(x, gain, opts.precision);
     if let Ok(y) = &y {
         ctx.record("", y);
     }
@@ -367,10 +391,13 @@ fn run_conv(l: &Conv2dLayer, name: &str, x: &Tensor, gain: f32, ctx: &mut Ctx) -
 impl DiscriminatorBlock {
     /// `x [N, in, res, res]` (None for the first block) and `img [N, C, res, res]`
     /// (needed by the first block and with 'skip') → `(x [N, out, res/2, res/2], img)`.
+    /// An FP16 block (`use_fp16`, on a device that runs kernels, without
+    /// `ctx.force_fp32`) returns them as F16.
     pub fn forward(
         &self,
         x: Option<&Tensor>,
         img: Option<&Tensor>,
+        opts: DiscriminatorOptions,
         ctx: &mut Ctx,
     ) -> Result<(Tensor, Option<Tensor>)> {
         const OP: &str = "DiscriminatorBlock";
@@ -387,7 +414,11 @@ impl DiscriminatorBlock {
                 );
             }
         }
-        let mut x = x.cloned();
+        // An FP16 block keeps x (and the image it reads) as F16 (official
+        // `x.to(dtype)`, `img.to(dtype)`); its layers compute as `nn::mixed`.
+        let device = x.or(img).map_or(Device::Cpu, |t| t.device());
+        let dtype = block_dtype(self.use_fp16, device, ctx.force_fp32);
+        let mut x = x.map(|x| x.to_dtype(dtype)).transpose()?;
         let mut img_out = None;
         if let Some(fromrgb) = &self.fromrgb {
             let Some(img) = img else {
@@ -403,13 +434,15 @@ impl DiscriminatorBlock {
                     ),
                 );
             }
-            let y = run_conv(fromrgb, "fromrgb", img, 1.0, ctx)?;
+            let img = img.to_dtype(dtype)?;
+            let y = run_conv(fromrgb, "fromrgb", &img, 1.0, opts, ctx)?;
             x = Some(match x {
-                Some(x) => x.add(&y)?,
+                Some(x) => add_as(&x, &y, dtype)?,
                 None => y,
             });
             if self.architecture == Architecture::Skip {
-                img_out = Some(downsample2d(img, &self.resample_filter, 2, 1.0)?);
+                let down = downsample2d(&img.to_dtype(DType::F32)?, &self.resample_filter, 2, 1.0)?;
+                img_out = Some(down.to_dtype(dtype)?);
             }
         }
         let Some(x) = x else {
@@ -418,14 +451,14 @@ impl DiscriminatorBlock {
         let sqrt_half = 0.5f32.sqrt();
         let x = match &self.skip {
             Some(skip) => {
-                let y = run_conv(skip, "skip", &x, sqrt_half, ctx)?;
-                let h = run_conv(&self.conv0, "conv0", &x, 1.0, ctx)?;
-                let h = run_conv(&self.conv1, "conv1", &h, sqrt_half, ctx)?;
-                y.add(&h)?
+                let y = run_conv(skip, "skip", &x, sqrt_half, opts, ctx)?;
+                let h = run_conv(&self.conv0, "conv0", &x, 1.0, opts, ctx)?;
+                let h = run_conv(&self.conv1, "conv1", &h, sqrt_half, opts, ctx)?;
+                add_as(&y, &h, dtype)?
             }
             None => {
-                let h = run_conv(&self.conv0, "conv0", &x, 1.0, ctx)?;
-                run_conv(&self.conv1, "conv1", &h, 1.0, ctx)?
+                let h = run_conv(&self.conv0, "conv0", &x, 1.0, opts, ctx)?;
+                run_conv(&self.conv1, "conv1", &h, 1.0, opts, ctx)?
             }
         };
         ctx.record("x", &x);
@@ -441,6 +474,7 @@ impl DiscriminatorEpilogue {
         x: &Tensor,
         img: Option<&Tensor>,
         cmap: Option<&Tensor>,
+        opts: DiscriminatorOptions,
         ctx: &mut Ctx,
     ) -> Result<Tensor> {
         const OP: &str = "DiscriminatorEpilogue";
@@ -456,18 +490,20 @@ impl DiscriminatorEpilogue {
             );
         }
         let n = x.dims()[0];
-        let mut x = x.clone();
+        // The epilogue is FP32 (official `dtype = torch.float32`).
+        let mut x = x.to_dtype(DType::F32)?;
         if let Some(fromrgb) = &self.fromrgb {
             let Some(img) = img else {
                 return invalid(OP, "the 'skip' epilogue needs the image");
             };
-            x = x.add(&run_conv(fromrgb, "fromrgb", img, 1.0, ctx)?)?;
+            let img = img.to_dtype(DType::F32)?;
+            x = x.add(&run_conv(fromrgb, "fromrgb", &img, 1.0, opts, ctx)?)?;
         }
         if let Some(mbstd) = &self.mbstd {
             x = mbstd.forward(&x)?;
             ctx.record("mbstd", &x);
         }
-        let x = run_conv(&self.conv, "conv", &x, 1.0, ctx)?;
+        let x = run_conv(&self.conv, "conv", &x, 1.0, opts, ctx)?;
         let x = self
             .fc
             .forward(&x.reshape(vec![n, self.in_channels * r * r])?)?;
@@ -497,6 +533,17 @@ impl Discriminator {
     /// `D(img, c)`: images `[N, C, R, R]` (and labels `[N, c_dim]` when
     /// `c_dim > 0`) → logits `[N, 1]`.
     pub fn forward(&self, img: &Tensor, c: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
+        self.forward_with(img, c, DiscriminatorOptions::default(), ctx)
+    }
+
+    /// [`Discriminator::forward`] with options (the convolutions' precision).
+    pub fn forward_with(
+        &self,
+        img: &Tensor,
+        c: Option<&Tensor>,
+        opts: DiscriminatorOptions,
+        ctx: &mut Ctx,
+    ) -> Result<Tensor> {
         let cfg = &self.config;
         let r = cfg.img_resolution;
         if img.rank() != 4 || img.dims()[1..] != [cfg.img_channels, r, r] {
@@ -513,7 +560,7 @@ impl Discriminator {
         let mut im = Some(img.clone());
         for b in &self.blocks {
             ctx.enter(&format!("b{}", b.resolution));
-            let out = b.forward(x.as_ref(), im.as_ref(), ctx);
+            let out = b.forward(x.as_ref(), im.as_ref(), opts, ctx);
             ctx.leave();
             let (nx, nim) = out?;
             x = Some(nx);
@@ -534,7 +581,7 @@ impl Discriminator {
             ));
         };
         ctx.enter("b4");
-        let logits = self.b4.forward(&x, im.as_ref(), cmap.as_ref(), ctx);
+        let logits = self.b4.forward(&x, im.as_ref(), cmap.as_ref(), opts, ctx);
         if let Ok(l) = &logits {
             ctx.record("", l);
         }

@@ -11,9 +11,12 @@ pub mod numpy_rng;
 pub mod synthesis;
 
 pub use config::{
-    Architecture, DiscriminatorConfig, GeneratorConfig, ModelConfig, TrainingDefaults, PRESETS,
+    fp16_resolution, Architecture, DiscriminatorConfig, GeneratorConfig, ModelConfig,
+    TrainingDefaults, PRESETS,
 };
-pub use discriminator::{Discriminator, DiscriminatorBlock, DiscriminatorEpilogue};
+pub use discriminator::{
+    Discriminator, DiscriminatorBlock, DiscriminatorEpilogue, DiscriminatorOptions,
+};
 pub use generator::{mapping_with_mixing, mix_styles, style_mixing_cutoff, Generator};
 pub use io::{
     check_networks, is_pickle_file, load_discriminator, load_generator, read_networks,

@@ -3,6 +3,7 @@
 use super::config::{Architecture, GeneratorConfig};
 use crate::device::Device;
 use crate::error::{invalid, shape_err, Result};
+use crate::nn::mixed::{add_as, block_dtype};
 use crate::nn::{
     join, param, resample_filter, Activation, Conv2dLayer, Ctx, Kind, Module, NoiseMode,
     SynthesisLayer, ToRgb, FIR_TAPS,
@@ -32,6 +33,9 @@ pub struct SynthesisBlock {
     pub torgb: Option<ToRgb>,
     /// With 'resnet', all blocks but the first: 1×1 up 2, no bias.
     pub skip: Option<Conv2dLayer>,
+    /// Official `use_fp16`: one of the top `num_fp16_res` resolutions, whose
+    /// activations are F16 on devices that run kernels (see `nn::mixed`).
+    pub use_fp16: bool,
 }
 
 impl SynthesisBlock {
@@ -109,6 +113,7 @@ impl SynthesisBlock {
             conv1,
             torgb,
             skip,
+            use_fp16: false,
         }
     }
 
@@ -179,6 +184,10 @@ impl SynthesisNetwork {
                 rng,
                 device,
             );
+            let block = SynthesisBlock {
+                use_fp16: cfg.use_fp16(res),
+                ..block
+            };
             num_ws += block.num_conv();
             if is_last {
                 num_ws += block.num_torgb();
@@ -229,7 +238,9 @@ fn w_row(ws: &Tensor, i: usize) -> Result<Tensor> {
 
 impl SynthesisBlock {
     /// One block: `x` (None for the first), `img` (None before the first
-    /// ToRGB), `ws [N, num_conv + num_torgb, w_dim]` → `(x, img)`.
+    /// ToRGB), `ws [N, num_conv + num_torgb, w_dim]` → `(x, img)`. An FP16
+    /// block (`use_fp16`, on a device that runs kernels, without
+    /// `ctx.force_fp32`) returns `x` as F16; `img` is always F32.
     pub fn forward(
         &self,
         x: Option<&Tensor>,
@@ -240,6 +251,7 @@ impl SynthesisBlock {
     ) -> Result<(Tensor, Option<Tensor>)> {
         const OP: &str = "SynthesisBlock";
         let n = ws.dims()[0];
+        let dtype = block_dtype(self.use_fp16, ws.device(), ctx.force_fp32);
         let half = self.resolution / 2;
         let mut wi = 0;
         let mut next_w = || {
@@ -259,9 +271,12 @@ impl SynthesisBlock {
             };
         let x = match (&self.const_input, &self.conv0) {
             (Some(c), _) => {
-                let x = c.unsqueeze(0)?.broadcast_to(
-                    &vec![n, self.out_channels, self.resolution, self.resolution].into(),
-                )?;
+                let x = c
+                    .unsqueeze(0)?
+                    .broadcast_to(
+                        &vec![n, self.out_channels, self.resolution, self.resolution].into(),
+                    )?
+                    .to_dtype(dtype)?;
                 layer(&self.conv1, "conv1", &x, &next_w()?, 1.0, ctx)?
             }
             (None, Some(conv0)) => {
@@ -278,6 +293,7 @@ impl SynthesisBlock {
                         ),
                     );
                 }
+                let x = &x.to_dtype(dtype)?;
                 match &self.skip {
                     Some(skip) => {
                         ctx.enter("skip");
@@ -286,7 +302,7 @@ impl SynthesisBlock {
                         ctx.leave();
                         let h = layer(conv0, "conv0", x, &next_w()?, 1.0, ctx)?;
                         let h = layer(&self.conv1, "conv1", &h, &next_w()?, sqrt_half, ctx)?;
-                        y.add(&h)?
+                        add_as(&y, &h, dtype)?
                     }
                     None => {
                         let h = layer(conv0, "conv0", x, &next_w()?, 1.0, ctx)?;

@@ -5,6 +5,7 @@ use crate::device::Device;
 use crate::error::{invalid, shape_err, Result};
 use crate::ops::bias_act::bias_act;
 use crate::ops::conv::{conv2d, Conv2d};
+use crate::ops::precision::Precision;
 use crate::ops::upfirdn::{upfirdn2d, UpFirDn};
 use crate::tensor::Tensor;
 
@@ -92,6 +93,7 @@ impl Module for Conv2dLayer {
 /// gains already applied) of `x` upsampled by `up` or downsampled by `down`
 /// with the FIR filter `f`, `padding` relative to the upsampled image.
 /// `flip_weight` = true is a correlation (F.conv2d), false a convolution.
+/// FP32 products; [`conv2d_resample_at`] takes the precision.
 pub fn conv2d_resample(
     x: &Tensor,
     w: &Tensor,
@@ -100,6 +102,20 @@ pub fn conv2d_resample(
     down: usize,
     padding: usize,
     flip_weight: bool,
+) -> Result<Tensor> {
+    conv2d_resample_at(x, w, f, [up, down], padding, flip_weight, Precision::F32)
+}
+
+/// [`conv2d_resample`] with `[up, down]` and the operand precision of the
+/// convolution (see [`Conv2d::precision`]; the FIR steps stay FP32).
+pub fn conv2d_resample_at(
+    x: &Tensor,
+    w: &Tensor,
+    f: &Tensor,
+    [up, down]: [usize; 2],
+    padding: usize,
+    flip_weight: bool,
+    precision: Precision,
 ) -> Result<Tensor> {
     const OP: &str = "conv2d_resample";
     let &[_, _, kh, kw] = w.dims() else {
@@ -134,7 +150,10 @@ pub fn conv2d_resample(
     } else {
         w.flip(&[2, 3])?
     };
-    let valid = Conv2d::default();
+    let valid = Conv2d {
+        precision,
+        ..Conv2d::default()
+    };
     let pointwise = kh == 1 && kw == 1;
     if up == 1 && down == 1 {
         return conv2d(
@@ -174,29 +193,41 @@ pub fn conv2d_resample(
 
 impl Conv2dLayer {
     /// `x [N, Cin, H, W] → [N, Cout, H·up/down, W·up/down]`; `gain` scales the
-    /// activation's gain and the clamp (the resnet branches use √0.5).
+    /// activation's gain and the clamp (the resnet branches use √0.5). An
+    /// F16/BF16 input (a layer of an FP16 block) gives a result of that dtype.
     pub fn forward(&self, x: &Tensor, gain: f32) -> Result<Tensor> {
+        self.forward_at(x, gain, Precision::F32)
+    }
+
+    /// [`Conv2dLayer::forward`] with the convolution's operand precision.
+    pub fn forward_at(&self, x: &Tensor, gain: f32, precision: Precision) -> Result<Tensor> {
         if x.rank() != 4 || x.dims()[1] != self.in_channels {
             return shape_err(
                 "Conv2dLayer",
                 format!("input {} is not [N, {}, H, W]", x.shape(), self.in_channels),
             );
         }
-        let w = self.weight.scale(self.weight_gain())?;
-        let y = conv2d_resample(
-            x,
+        // A layer of an FP16 block (2-byte input, see `super::mixed`):
+        // FP16 operands (on the tensor cores where the device has them), FP32
+        // accumulation and epilogue, F16 result.
+        let (x, dtype) = super::mixed::widen(x)?;
+        let w = super::mixed::weight_as(&self.weight, self.weight_gain(), dtype)?;
+        let precision = super::mixed::conv_precision(dtype, precision);
+        let y = conv2d_resample_at(
+            &x,
             &w,
             &self.resample_filter,
-            self.up,
-            self.down,
+            [self.up, self.down],
             self.kernel_size / 2,
             self.up == 1,
+            precision,
         )?;
         bias_act(
             &y,
             self.bias.as_ref(),
             1,
             &self.activation.bias_act(gain, self.conv_clamp),
-        )
+        )?
+        .to_dtype(dtype)
     }
 }

@@ -9,10 +9,11 @@
 pub mod conv;
 pub mod fc;
 pub mod mbstd;
+pub mod mixed;
 pub mod state;
 pub mod synthesis;
 
-pub use conv::{conv2d_resample, Conv2dLayer};
+pub use conv::{conv2d_resample, conv2d_resample_at, Conv2dLayer};
 pub use fc::FullyConnected;
 pub use mbstd::MinibatchStd;
 pub use state::{join, Kind, Module, StateDict};
@@ -61,6 +62,9 @@ impl Activation {
 pub struct Ctx<'a> {
     pub rng: Option<&'a mut crate::Rng>,
     pub trace: Option<&'a mut StateDict>,
+    /// Official `force_fp32`: the FP16 blocks (`num_fp16_res`) compute in
+    /// FP32 on every device (see `mixed`).
+    pub force_fp32: bool,
     /// Name of the module being run (dotted), maintained by `enter`/`leave`.
     scope: Vec<String>,
 }
@@ -82,6 +86,12 @@ impl<'a> Ctx<'a> {
     /// (`synthesis.b8.conv0`, `synthesis.b8.conv0.affine`, `b4.fc`, …).
     pub fn with_trace(mut self, trace: &'a mut StateDict) -> Ctx<'a> {
         self.trace = Some(trace);
+        self
+    }
+
+    /// Runs the FP16 blocks in FP32 (official `force_fp32`).
+    pub fn force_fp32(mut self, on: bool) -> Ctx<'a> {
+        self.force_fp32 = on;
         self
     }
 

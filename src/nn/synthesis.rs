@@ -11,7 +11,7 @@ use crate::ops::modconv::{
 };
 use crate::ops::noise::noise_inject;
 use crate::ops::precision::Precision;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// Where a synthesis layer's noise comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -212,6 +212,16 @@ impl SynthesisLayer {
         }
         let styles = self.affine.forward(w)?;
         ctx.record("affine", &styles);
+        // A layer of an FP16 block (2-byte input, see `super::mixed`): FP16
+        // operands with the official safeguard, F16 result.
+        let (x, dtype) = super::mixed::widen(x)?;
+        let x = &x;
+        let precision = super::mixed::conv_precision(dtype, precision);
+        let (weight, styles) = if dtype == DType::F16 {
+            super::mixed::fp16_prenormalize(&self.weight, &styles)?
+        } else {
+            (self.weight.clone(), styles)
+        };
         let p = ModConv {
             demodulate: true,
             up: self.up,
@@ -249,25 +259,19 @@ impl SynthesisLayer {
             };
             return modulated_conv2d_fused(
                 x,
-                &self.weight,
+                &weight,
                 &styles,
                 Some(&self.resample_filter),
                 p,
                 &epi,
-            );
+            )?
+            .to_dtype(dtype);
         }
-        let mut y = modulated_conv2d(
-            x,
-            &self.weight,
-            &styles,
-            Some(&self.resample_filter),
-            p,
-            path,
-        )?;
+        let mut y = modulated_conv2d(x, &weight, &styles, Some(&self.resample_filter), p, path)?;
         if let Some((noise, strength)) = &noise {
             y = noise_inject(&y, noise, strength)?;
         }
-        bias_act(&y, Some(&self.bias), 1, &act)
+        bias_act(&y, Some(&self.bias), 1, &act)?.to_dtype(dtype)
     }
 }
 
@@ -291,16 +295,24 @@ impl ToRgb {
         ctx.record("affine", &styles);
         let styles = styles.scale(self.weight_gain())?;
         let act = Activation::Linear.bias_act(1.0, self.conv_clamp);
-        if path.resolve(x.device()) == ModConvPath::Fused {
+        // In an FP16 block (2-byte input): FP16 operands, the result rounded
+        // to F16 and widened (official `y.to(torch.float32)`): the image
+        // path is always F32.
+        let (x, dtype) = super::mixed::widen(x)?;
+        let x = &x;
+        let precision = super::mixed::conv_precision(dtype, precision);
+        let y = if path.resolve(x.device()) == ModConvPath::Fused {
             let epi = Epilogue {
                 noise: None,
                 bias: Some(&self.bias),
                 act,
             };
             let p = ModConv::torgb().with_precision(precision);
-            return modulated_conv2d_fused(x, &self.weight, &styles, None, p, &epi);
-        }
-        let y = modulated_conv2d(x, &self.weight, &styles, None, ModConv::torgb(), path)?;
-        bias_act(&y, Some(&self.bias), 1, &act)
+            modulated_conv2d_fused(x, &self.weight, &styles, None, p, &epi)?
+        } else {
+            let y = modulated_conv2d(x, &self.weight, &styles, None, ModConv::torgb(), path)?;
+            bias_act(&y, Some(&self.bias), 1, &act)?
+        };
+        y.to_dtype(dtype)?.to_dtype(DType::F32)
     }
 }

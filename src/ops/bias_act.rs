@@ -135,7 +135,7 @@ pub fn bias_act(x: &Tensor, b: Option<&Tensor>, dim: usize, p: &BiasAct) -> Resu
     };
     let mut inputs = vec![x.clone()];
     inputs.extend(b.cloned());
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         storage,
         x.shape(),
         device,
@@ -145,7 +145,7 @@ pub fn bias_act(x: &Tensor, b: Option<&Tensor>, dim: usize, p: &BiasAct) -> Resu
             has_bias: b.is_some(),
         },
         inputs,
-    ))
+    )
 }
 
 /// The gradient of `bias_act` w.r.t. `x` given the upstream gradient `dy` and
@@ -165,7 +165,7 @@ pub fn bias_act_grad(dy: &Tensor, y: &Tensor, p: &BiasAct) -> Result<Tensor> {
             cuda::bias_act_grad(&dy.storage(), &y.storage(), dy.numel(), p, device)?
         }
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         storage,
         dy.shape(),
         device,
@@ -174,5 +174,5 @@ pub fn bias_act_grad(dy: &Tensor, y: &Tensor, p: &BiasAct) -> Result<Tensor> {
             y: y.detach(),
         },
         vec![dy.clone()],
-    ))
+    )
 }

@@ -16,6 +16,7 @@ use crate::backend::cpu::conv::{self as cpu, ConvGeom};
 use crate::backend::cuda::conv as cuda;
 use crate::device::Device;
 use crate::error::{invalid, shape_err, Result};
+use crate::ops::precision::Precision;
 use crate::tensor::{Storage, Tensor};
 
 /// Parameters of a 2-D convolution; `stride` and `padding` are `[y, x]`.
@@ -25,6 +26,13 @@ pub struct Conv2d {
     /// Zeros added on both sides of each spatial axis.
     pub padding: [usize; 2],
     pub groups: usize,
+    /// Operand precision of the products (FP32 accumulation always), for the
+    /// op and both its gradients. Non-FP32 runs the tensor-core kernels
+    /// (kernels/conv_tc.cu) on `Device::Sim` always and on `Device::Cuda`
+    /// from compute capability 8.0 where a GEMM fills the 64-row tiles (at
+    /// least 32 rows and a reduction of 16 per group); elsewhere, and on the
+    /// CPU (the reference), the product is FP32. See [`Precision`].
+    pub precision: Precision,
 }
 
 impl Default for Conv2d {
@@ -33,6 +41,7 @@ impl Default for Conv2d {
             stride: [1, 1],
             padding: [0, 0],
             groups: 1,
+            precision: Precision::F32,
         }
     }
 }
@@ -259,15 +268,17 @@ pub fn conv2d(x: &Tensor, w: &Tensor, p: Conv2d) -> Result<Tensor> {
     let g = geometry(OP, &p, [n, c, h, wd], &xs, wdims, &w.shape().to_string())?;
     let data = match device {
         Device::Cpu => Storage::Cpu(cpu::conv2d(x.storage().cpu(), w.storage().cpu(), &g)),
-        Device::Cuda(_) | Device::Sim => cuda::conv2d(&x.storage(), &w.storage(), &g, device)?,
+        Device::Cuda(_) | Device::Sim => {
+            cuda::conv2d(&x.storage(), &w.storage(), &g, p.precision, device)?
+        }
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         data,
         vec![g.n, g.o, g.oh, g.ow],
         device,
         Conv2dOp(p),
         vec![x.clone(), w.clone()],
-    ))
+    )
 }
 
 /// The gradient of `conv2d` w.r.t. its input (a transposed convolution):
@@ -303,16 +314,16 @@ pub fn conv2d_input_grad(
             &g,
         )),
         Device::Cuda(_) | Device::Sim => {
-            cuda::conv2d_input_grad(&gy.storage(), &w.storage(), &g, device)?
+            cuda::conv2d_input_grad(&gy.storage(), &w.storage(), &g, p.precision, device)?
         }
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         data,
         vec![g.n, g.c, g.h, g.w],
         device,
         InputGradOp(p),
         vec![gy.clone(), w.clone()],
-    ))
+    )
 }
 
 /// The gradient of `conv2d` w.r.t. its weight: `x` `[N, C, H, W]`, `gy`
@@ -356,14 +367,14 @@ pub fn conv2d_weight_grad(
             &g,
         )),
         Device::Cuda(_) | Device::Sim => {
-            cuda::conv2d_weight_grad(&x.storage(), &gy.storage(), &g, device)?
+            cuda::conv2d_weight_grad(&x.storage(), &gy.storage(), &g, p.precision, device)?
         }
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         data,
         wdims.to_vec(),
         device,
         WeightGradOp(p),
         vec![x.clone(), gy.clone()],
-    ))
+    )
 }

@@ -58,7 +58,7 @@ fn map(x: &Tensor, op: Unary, differentiable: bool) -> Result<Tensor> {
         Device::Cuda(_) | Device::Sim => cuda::unary(&x.storage(), x.numel(), device, op)?,
     };
     Ok(if differentiable {
-        Tensor::from_op_storage(storage, x.shape(), device, UnaryOp(op), vec![x.clone()])
+        Tensor::from_op_storage(storage, x.shape(), device, UnaryOp(op), vec![x.clone()])?
     } else {
         Tensor::from_device_storage(storage, x.shape(), device)
     })
@@ -134,13 +134,13 @@ fn binary(a: &Tensor, b: &Tensor, op: Binary, name: &'static str) -> Result<Tens
     let device = Tensor::same_device(name, &[a, b])?;
     let out = a.shape().broadcast(b.shape(), name)?;
     let storage = binary_storage(a, b, &out, device, op)?;
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         storage,
         out,
         device,
         BinaryOp(op),
         vec![a.clone(), b.clone()],
-    ))
+    )
 }
 
 fn compare(a: &Tensor, b: &Tensor, op: Binary) -> Result<Tensor> {

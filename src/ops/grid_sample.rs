@@ -119,7 +119,7 @@ pub fn grid_sample_affine(x: &Tensor, theta: &Tensor, out_hw: [usize; 2]) -> Res
             device,
         )?,
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         storage,
         [n, c, out_hw[0], out_hw[1]],
         device,
@@ -128,7 +128,7 @@ pub fn grid_sample_affine(x: &Tensor, theta: &Tensor, out_hw: [usize; 2]) -> Res
             in_hw: [h, w],
         },
         vec![x.clone()],
-    ))
+    )
 }
 
 /// The gradient of `grid_sample_affine` w.r.t. its images: `g [N, C, OH, OW]`
@@ -158,7 +158,7 @@ pub fn grid_sample_affine_input_grad(
             device,
         )?,
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         storage,
         [n, c, in_hw[0], in_hw[1]],
         device,
@@ -167,5 +167,5 @@ pub fn grid_sample_affine_input_grad(
             out_hw: [oh, ow],
         },
         vec![g.clone()],
-    ))
+    )
 }

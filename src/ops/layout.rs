@@ -142,13 +142,13 @@ impl Tensor {
             return Ok(self.clone());
         }
         // Same row-major data: the buffer is shared.
-        Ok(Tensor::from_op_shared(
+        Tensor::from_op_shared(
             self.storage(),
             shape,
             self.device(),
             ReshapeOp,
             vec![self.clone()],
-        ))
+        )
     }
 
     /// Reorders axes: output axis i is input axis `perm[i]`.
@@ -172,13 +172,13 @@ impl Tensor {
         let dims: Vec<usize> = perm.iter().map(|&p| self.dims()[p]).collect();
         let strides: Vec<isize> = perm.iter().map(|&p| st[p] as isize).collect();
         let data = gather(self, &dims, &strides, 0)?;
-        Ok(Tensor::from_op_storage(
+        Tensor::from_op_storage(
             data,
             dims,
             self.device(),
             PermuteOp(perm.to_vec()),
             vec![self.clone()],
-        ))
+        )
     }
 
     /// Swaps two axes.
@@ -207,13 +207,13 @@ impl Tensor {
             .map(|s| s as isize)
             .collect();
         let data = gather(self, shape.dims(), &strides, 0)?;
-        Ok(Tensor::from_op_storage(
+        Tensor::from_op_storage(
             data,
             shape.clone(),
             self.device(),
             BroadcastOp,
             vec![self.clone()],
-        ))
+        )
     }
 
     /// The slice `start..start + len` along `axis`.
@@ -234,13 +234,13 @@ impl Tensor {
         dims[axis] = len;
         let strides: Vec<isize> = st.iter().map(|&s| s as isize).collect();
         let data = gather(self, &dims, &strides, (start * st[axis]) as isize)?;
-        Ok(Tensor::from_op_storage(
+        Tensor::from_op_storage(
             data,
             dims,
             self.device(),
             NarrowOp { axis, start },
             vec![self.clone()],
-        ))
+        )
     }
 
     /// Zeros before and after along `axis` (the adjoint of `narrow`).
@@ -307,13 +307,7 @@ impl Tensor {
         };
         let mut dims = first.dims().to_vec();
         dims[axis] = parts.iter().map(|p| p.dims()[axis]).sum();
-        Ok(Tensor::from_op_storage(
-            data,
-            dims,
-            device,
-            ConcatOp(axis),
-            parts.to_vec(),
-        ))
+        Tensor::from_op_storage(data, dims, device, ConcatOp(axis), parts.to_vec())
     }
 
     /// Reverses the order of elements along each of `axes`.
@@ -332,13 +326,13 @@ impl Tensor {
             })
             .collect();
         let data = gather(self, self.dims(), &strides, offset)?;
-        Ok(Tensor::from_op_storage(
+        Tensor::from_op_storage(
             data,
             self.shape().clone(),
             self.device(),
             FlipOp(axes),
             vec![self.clone()],
-        ))
+        )
     }
 
     /// The same values on `device` (a copy through the host between
@@ -349,13 +343,13 @@ impl Tensor {
         }
         let data = self.storage().to_host_vec()?;
         let storage = Storage::try_from_host(data, device)?;
-        Ok(Tensor::from_op_storage(
+        Tensor::from_op_storage(
             storage,
             self.shape().clone(),
             device,
             ToDeviceOp(self.device()),
             vec![self.clone()],
-        ))
+        )
     }
 
     /// Inserts an axis of size 1 at `axis` (0..=rank).

@@ -88,12 +88,12 @@ impl Tensor {
         } else {
             vec![batch, m, n]
         };
-        Ok(Tensor::from_op_storage(
+        Tensor::from_op_storage(
             data,
             dims,
             device,
             MatmulOp,
             vec![self.clone(), rhs.clone()],
-        ))
+        )
     }
 }

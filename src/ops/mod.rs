@@ -6,6 +6,7 @@
 //! their own are functions of their family's module.
 
 pub mod bias_act;
+pub mod cast;
 pub mod conv;
 pub mod elementwise;
 pub mod grid_sample;

@@ -14,7 +14,9 @@
 //!   weight view and the styles as output scale (up 1), or that kernel onto
 //!   the up-sampled grid followed by the adjoint FIR step (up 2), each
 //!   reducing `Σ x · ∂L/∂(x ⊙ s)` for the styles on the way;
-//! - weight gradient: a split-K GEMM over (n, pixel) of `gu` and `s ⊙ Z`;
+//! - weight gradient: a split-K GEMM over (n, pixel) of `gu` and `s ⊙ Z`
+//!   (on the tensor cores at a non-F32 precision: conv_tc.cu's weight
+//!   gradient with the styles as input scale);
 //! - demodulation terms with `e = dd · d³`: `dw −= w · Σ_n e s²`,
 //!   `ds −= s · Σ_o e · Σ_k w²`.
 //!
@@ -42,9 +44,10 @@ pub struct ModConv {
     pub padding: usize,
     /// Official `flip_weight`: true = correlation (F.conv2d), false = true convolution.
     pub flip_weight: bool,
-    /// Operand precision of the products of the fused path on `Cuda`/`Sim`
-    /// (forward and input gradient); the `Unfused` and `Grouped` paths and
-    /// the CPU compute in FP32. See [`Precision`].
+    /// Operand precision of the products on `Cuda`/`Sim`: the fused path's
+    /// forward, input and weight gradients, and the convolution of the
+    /// `Unfused` and `Grouped` paths (the conv op's tensor-core kernels); the
+    /// CPU computes in FP32. See [`Precision`].
     pub precision: Precision,
 }
 
@@ -259,9 +262,9 @@ pub fn modulated_conv2d(
         }
     };
     let conv = Conv2d {
-        stride: [1, 1],
         padding: [conv_pad, conv_pad],
-        groups: 1,
+        precision: p.precision,
+        ..Conv2d::default()
     };
     let dcoefs = || -> Result<Option<Tensor>> {
         if p.demodulate {
@@ -762,7 +765,15 @@ impl FusedModConvOp {
         let mut dw = None;
         if need_w {
             let (part, splits) = match &fst {
-                None => cuda::weight_grad(&eg.gu, &xs, Some(&ss), geo.conv(), geo.flip, device)?,
+                None => cuda::weight_grad(
+                    &eg.gu,
+                    &xs,
+                    Some(&ss),
+                    geo.conv(),
+                    geo.flip,
+                    self.p.precision,
+                    device,
+                )?,
                 Some(f) => {
                     let z = cuda::upfir(
                         &xs,
@@ -772,7 +783,15 @@ impl FusedModConvOp {
                         geo.zhw,
                         device,
                     )?;
-                    cuda::weight_grad(&eg.gu, &z, None, geo.conv(), geo.flip, device)?
+                    cuda::weight_grad(
+                        &eg.gu,
+                        &z,
+                        None,
+                        geo.conv(),
+                        geo.flip,
+                        self.p.precision,
+                        device,
+                    )?
                 }
             };
             dw = Some(t(part, vec![splits, o, i, kh, kw]).sum(&[0], false)?);
@@ -913,11 +932,5 @@ pub fn modulated_conv2d_fused(
         d: keep(d, vec![n, o]),
         wsq: keep(wsq, vec![o, i]),
     };
-    Ok(Tensor::from_op_storage(
-        out.y,
-        Shape::from(vec![n, o, oh, ow]),
-        device,
-        op,
-        inputs,
-    ))
+    Tensor::from_op_storage(out.y, Shape::from(vec![n, o, oh, ow]), device, op, inputs)
 }

@@ -138,7 +138,7 @@ pub fn noise_inject(x: &Tensor, noise: &Tensor, strength: &Tensor) -> Result<Ten
             device,
         )?,
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         storage,
         x.shape(),
         device,
@@ -147,5 +147,5 @@ pub fn noise_inject(x: &Tensor, noise: &Tensor, strength: &Tensor) -> Result<Ten
             batched,
         },
         vec![x.clone(), noise.clone(), strength.clone()],
-    ))
+    )
 }

@@ -13,12 +13,15 @@
 //! | `BF16` | 8 bits (nearest even) | 2⁻⁸ | m16n8k16 |
 //! | `F16`  | 11 bits (nearest even; range ±65504) | 2⁻¹¹ | m16n8k16 |
 //!
-//! Where it applies: the fused modulated convolution's forward and its input
-//! gradient on `Device::Cuda` with compute capability 8.0 or more (older GPUs
-//! run the FP32 kernels) and on `Device::Sim` (always, so the tensor-core
-//! kernels are tested there). On the CPU every precision computes in FP32,
-//! as the official code does off CUDA: the CPU is the reference the other
-//! devices are checked against.
+//! Where it applies: the fused modulated convolution's forward, input and
+//! weight gradients (kernels/modconv_tc.cu, kernels/conv_tc.cu) and conv2d's
+//! forward and both gradients (kernels/conv_tc.cu: the grouped and unfused
+//! modconv paths, the discriminator) on `Device::Cuda` with compute
+//! capability 8.0 or more where the GEMM fills the tiles (older GPUs and
+//! small GEMMs run the FP32 kernels), and on `Device::Sim` (always, so the
+//! tensor-core kernels are tested there). On the CPU every precision
+//! computes in FP32, as the official code does off CUDA: the CPU is the
+//! reference the other devices are checked against.
 
 use crate::error::{invalid, Result};
 

@@ -85,13 +85,13 @@ impl Backward for SumOp {
 /// Sum with the keep-dim shape (reduced axes of size 1).
 fn sum_keepdim(x: &Tensor, axes: &[usize]) -> Result<Tensor> {
     let storage = reduce_storage(x, axes, Reduce::Sum)?;
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         storage,
         keepdim_shape(x.shape(), axes),
         x.device(),
         SumOp,
         vec![x.clone()],
-    ))
+    )
 }
 
 impl Tensor {
@@ -141,7 +141,7 @@ impl Tensor {
             self.device(),
             MaxOp(axes.clone()),
             vec![self.clone()],
-        );
+        )?;
         if keepdim {
             Ok(m)
         } else {

@@ -122,7 +122,7 @@ pub fn upfirdn2d(x: &Tensor, f: &Tensor, p: &UpFirDn) -> Result<Tensor> {
             device,
         )?,
     };
-    Ok(Tensor::from_op_storage(
+    Tensor::from_op_storage(
         storage,
         [n, c, oh, ow],
         device,
@@ -133,7 +133,7 @@ pub fn upfirdn2d(x: &Tensor, f: &Tensor, p: &UpFirDn) -> Result<Tensor> {
             fhw,
         },
         vec![x.clone()],
-    ))
+    )
 }
 
 /// The official `setup_filter(taps)` for a 1-D list of taps: the outer

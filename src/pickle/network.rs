@@ -209,7 +209,7 @@ fn architecture(k: &Kwargs, default: &str) -> Result<Architecture> {
 }
 
 /// The crate's generator configuration from official `Generator` kwargs;
-/// `notes` receives what the crate does differently (mixed precision).
+/// `notes` receives what the crate does differently (where mixed precision applies).
 pub fn generator_config(kw: &Kw, path: &str, notes: &mut Vec<String>) -> Result<GeneratorConfig> {
     let k = Kwargs::new(path, kw)?;
     let w_dim = k.usize("w_dim", None)?;
@@ -252,10 +252,10 @@ pub fn generator_config(kw: &Kw, path: &str, notes: &mut Vec<String>) -> Result<
     let channel_max = s.usize("channel_max", Some(512))?;
     let conv_clamp = s.opt_f64("conv_clamp")?.map(|c| c as f32);
     let arch = architecture(&s, "skip")?;
-    let fp16 = s.usize("num_fp16_res", Some(0))?;
-    if fp16 > 0 {
+    let num_fp16_res = s.usize("num_fp16_res", Some(0))?;
+    if num_fp16_res > 0 {
         notes.push(format!(
-            "{path}: num_fp16_res = {fp16}; the crate computes in float32 (the official networks with force_fp32)"
+            "{path}: num_fp16_res = {num_fp16_res}: those blocks compute in FP16 on Sim/Cuda, in FP32 on the CPU (as the official code off CUDA)"
         ));
     }
     filter_ok(&s, "resample_filter")?;
@@ -292,6 +292,7 @@ pub fn generator_config(kw: &Kw, path: &str, notes: &mut Vec<String>) -> Result<
         channel_max,
         conv_clamp,
         architecture: arch,
+        num_fp16_res,
     };
     cfg.validate()
         .map_err(|e| Error::Io(format!("{path}: {e}")))?;
@@ -312,10 +313,10 @@ pub fn discriminator_config(
     let arch = architecture(&k, "resnet")?;
     let channel_base = k.usize("channel_base", Some(32768))?;
     let channel_max = k.usize("channel_max", Some(512))?;
-    let fp16 = k.usize("num_fp16_res", Some(0))?;
-    if fp16 > 0 {
+    let num_fp16_res = k.usize("num_fp16_res", Some(0))?;
+    if num_fp16_res > 0 {
         notes.push(format!(
-            "{path}: num_fp16_res = {fp16}; the crate computes in float32 (the official networks with force_fp32)"
+            "{path}: num_fp16_res = {num_fp16_res}: those blocks compute in FP16 on Sim/Cuda, in FP32 on the CPU (as the official code off CUDA)"
         ));
     }
     let conv_clamp = k.opt_f64("conv_clamp")?.map(|c| c as f32);
@@ -376,6 +377,7 @@ pub fn discriminator_config(
         channel_base,
         channel_max,
         conv_clamp,
+        num_fp16_res,
         cmap_dim,
         mbstd_group_size,
         mbstd_num_channels,

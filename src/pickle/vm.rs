@@ -213,6 +213,22 @@ impl Vm<'_> {
         self.push(Node::Global(module, name))
     }
 
+    /// The memo index of a PUT (`p` text, `q` u8, `r` u32, MEMOIZE: the
+    /// next free index) or GET (`g`, `h`, `j` likewise) opcode at `at`.
+    fn memo_key(&mut self, op: u8, at: usize) -> Result<u64> {
+        Ok(match op {
+            b'p' | b'g' => {
+                let l = self.line()?;
+                let name = if op == b'p' { "PUT" } else { "GET" };
+                l.parse()
+                    .map_err(|_| err(self.what, at, format!("bad {name} '{l}'")))?
+            }
+            b'q' | b'h' => self.u8()? as u64,
+            b'r' | b'j' => u32::from_le_bytes(self.le()?) as u64,
+            _ => self.memo.len() as u64,
+        })
+    }
+
     fn memo_put(&mut self, key: u64) -> Result<()> {
         let top = self.top()?;
         self.memo.insert(key, top);
@@ -504,38 +520,12 @@ impl Vm<'_> {
                     let pid = self.pop()?;
                     self.push(Node::PersId(pid))?
                 }
-                b'p' => {
-                    let l = self.line()?;
-                    let k = l
-                        .parse()
-                        .map_err(|_| err(self.what, at, format!("bad PUT '{l}'")))?;
+                b'p' | b'q' | b'r' | 0x94 => {
+                    let k = self.memo_key(op, at)?;
                     self.memo_put(k)?
                 }
-                b'q' => {
-                    let k = self.u8()? as u64;
-                    self.memo_put(k)?
-                }
-                b'r' => {
-                    let k = u32::from_le_bytes(self.le()?) as u64;
-                    self.memo_put(k)?
-                }
-                0x94 => {
-                    let k = self.memo.len() as u64;
-                    self.memo_put(k)?
-                }
-                b'g' => {
-                    let l = self.line()?;
-                    let k = l
-                        .parse()
-                        .map_err(|_| err(self.what, at, format!("bad GET '{l}'")))?;
-                    self.memo_get(k)?
-                }
-                b'h' => {
-                    let k = self.u8()? as u64;
-                    self.memo_get(k)?
-                }
-                b'j' => {
-                    let k = u32::from_le_bytes(self.le()?) as u64;
+                b'g' | b'h' | b'j' => {
+                    let k = self.memo_key(op, at)?;
                     self.memo_get(k)?
                 }
                 other => {

@@ -105,6 +105,14 @@ pub struct TrainOptions {
     /// ADA speed: kimg for p to move by 1 at most (`--ada-kimg`, official
     /// `ada_kimg`, default 500).
     pub ada_kimg: Option<f64>,
+    /// Official `--fp32`: no mixed precision (`num_fp16_res = 0` and no
+    /// `conv_clamp` in both networks), on any device.
+    pub fp32: bool,
+    /// Overrides the networks' `num_fp16_res` (both G and D); with a value
+    /// above 0 a network without `conv_clamp` gets the official 256, which
+    /// `train.py` pairs with it. `None`: the preset's (or the snapshot's).
+    /// The FP16 blocks compute in FP16 on `Sim`/`Cuda`, in FP32 on the CPU.
+    pub num_fp16_res: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -139,6 +147,8 @@ impl Default for TrainOptions {
             ada_target: None,
             augpipe: None,
             ada_kimg: None,
+            fp32: false,
+            num_fp16_res: None,
         }
     }
 }
@@ -546,6 +556,24 @@ impl Trainer {
                 c_dim,
             )?,
         };
+        match (opts.fp32, opts.num_fp16_res) {
+            (true, Some(n)) if n > 0 => {
+                return invalid(
+                    "train",
+                    format!("--fp32 turns mixed precision off; it cannot be combined with num_fp16_res = {n}"),
+                )
+            }
+            (true, _) => config.set_fp32(),
+            (false, Some(n)) => {
+                config.generator.num_fp16_res = n;
+                config.discriminator.num_fp16_res = n;
+                if n > 0 {
+                    config.generator.conv_clamp.get_or_insert(256.0);
+                    config.discriminator.conv_clamp.get_or_insert(256.0);
+                }
+            }
+            (false, None) => {}
+        }
         if let Some(n) = opts.freezed {
             if n != config.discriminator.freeze_layers {
                 eprintln!(
@@ -1145,6 +1173,35 @@ impl Trainer {
         )
     }
 
+    /// What the networks compute in on this run's device: `fp32`, or the
+    /// FP16 blocks of each network (official `num_fp16_res`).
+    pub fn precision_summary(&self) -> String {
+        let (g, d) = (&self.config.generator, &self.config.discriminator);
+        let fp16 = |n: usize| (n > 0).then(|| crate::model::fp16_resolution(g.img_resolution, n));
+        match (fp16(g.num_fp16_res), fp16(d.num_fp16_res)) {
+            (None, None) => "fp32".into(),
+            _ if !self.opts.device.runs_kernels() => {
+                "fp32 (the FP16 blocks compute in FP32 on the CPU, as the official code off CUDA)"
+                    .into()
+            }
+            (gr, dr) => {
+                let side = |r: Option<usize>| {
+                    r.map_or("fp32".to_string(), |r| format!("fp16 from {r}x{r}"))
+                };
+                format!("mixed: G {}, D {}", side(gr), side(dr))
+            }
+        }
+    }
+
+    /// `({G, D} num_fp16_res, {G, D} conv_clamp)` for training_options.json.
+    fn precision_json(&self) -> (serde_json::Value, serde_json::Value) {
+        let (g, d) = (&self.config.generator, &self.config.discriminator);
+        (
+            serde_json::json!({ "G": g.num_fp16_res, "D": d.num_fp16_res }),
+            serde_json::json!({ "G": g.conv_clamp.map(decimal), "D": d.conv_clamp.map(decimal) }),
+        )
+    }
+
     fn options_json(&self) -> Result<String> {
         let o = &self.opts;
         let v = serde_json::json!({
@@ -1201,6 +1258,16 @@ impl Trainer {
                 "discriminator": decimal_json(&self.config.discriminator)?,
             },
         });
+        let mut v = v;
+        if let Some(m) = v.as_object_mut() {
+            // Mixed precision (official --fp32, num_fp16_res, conv_clamp)
+            // and what this device makes of it.
+            let (fp16_res, clamp) = self.precision_json();
+            m.insert("fp32".into(), o.fp32.into());
+            m.insert("num_fp16_res".into(), fp16_res);
+            m.insert("conv_clamp".into(), clamp);
+            m.insert("precision".into(), self.precision_summary().into());
+        }
         serde_json::to_string_pretty(&v)
             .map_err(|e| Error::Internal(format!("options to JSON: {e}")))
     }

@@ -4,6 +4,7 @@
 
 pub mod golden;
 pub mod skip;
+pub mod tc;
 
 use stylegan2::{grad, Device, Result, Tensor};
 

@@ -1,14 +1,15 @@
 //! NVRTC compilation of `kernels/<family>.cu` to a cubin for the device's own
 //! compute capability, with an on-disk cache.
 //!
-//! - Sources are embedded at build time (`FAMILIES`, `COMMON_CUH`); `common.cuh`
-//!   is handed to NVRTC as an in-memory header.
+//! - Sources are embedded at build time (`FAMILIES`, `HEADERS`); the shared
+//!   headers (`common.cuh`, `modconv_common.cuh`, ...) are handed to NVRTC as
+//!   in-memory headers.
 //! - CUDA headers (`cuda_fp16.h`, ...) come from `nvrtcInstallBundledHeaders`
 //!   (NVRTC 13.3+), written once into the cache directory, or from
 //!   `$STYLEGAN2_CUDA_INCLUDE` / `$CUDA_PATH/include` with an older NVRTC.
 //! - A cubin (never PTX: PTX newer than the driver does not load) is cached as
 //!   `<cache>/<family>-sm_XY-<hash>.cubin`, the hash covering the source,
-//!   `common.cuh`, the options and the NVRTC version. The directory is
+//!   every header, the options and the NVRTC version. The directory is
 //!   `$STYLEGAN2_KERNEL_CACHE`, else `$XDG_CACHE_HOME/stylegan2/kernels`, else
 //!   `~/.cache/stylegan2/kernels`. An entry that is truncated, corrupt or
 //!   rejected by the driver is recompiled; a cache that cannot be written only
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 use cudarc::driver::CudaModule;
 use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, Ptx};
 use std::ffi::{c_char, CStr, CString};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -187,11 +189,17 @@ fn nvrtc_compile(family: &str, src: &str, opts: &[String]) -> Result<Compiled> {
     let file = format!("{family}.cu");
     let c_src = CString::new(src).map_err(|_| Error::Internal(format!("{file} holds a NUL")))?;
     let c_name = CString::new(file.clone()).unwrap_or_default();
-    let c_header = CString::new(embedded::COMMON_CUH)
-        .map_err(|_| Error::Internal("common.cuh holds a NUL".into()))?;
-    let c_header_name = c"common.cuh";
-    let headers = [c_header.as_ptr()];
-    let header_names = [c_header_name.as_ptr()];
+    let mut c_headers = Vec::new();
+    let mut c_header_names = Vec::new();
+    for (name, text) in embedded::HEADERS {
+        c_headers.push(
+            CString::new(*text)
+                .map_err(|_| Error::Internal(format!("kernels/{name} holds a NUL")))?,
+        );
+        c_header_names.push(CString::new(*name).unwrap_or_default());
+    }
+    let headers: Vec<*const c_char> = c_headers.iter().map(|h| h.as_ptr()).collect();
+    let header_names: Vec<*const c_char> = c_header_names.iter().map(|h| h.as_ptr()).collect();
     let mut prog = std::mem::MaybeUninit::uninit();
     // SAFETY: all strings are NUL-terminated and outlive the program.
     unsafe {
@@ -199,7 +207,7 @@ fn nvrtc_compile(family: &str, src: &str, opts: &[String]) -> Result<Compiled> {
             prog.as_mut_ptr(),
             c_src.as_ptr(),
             c_name.as_ptr(),
-            1,
+            headers.len() as i32,
             headers.as_ptr(),
             header_names.as_ptr(),
         )
@@ -252,18 +260,14 @@ fn read_entry(path: &Path) -> Option<Vec<u8>> {
     ok.then_some(bytes)
 }
 
+/// Best effort: a cache that can't be written only costs a recompile. The
+/// checked writer renames a finished temporary, so a concurrent reader never
+/// sees half a file.
 fn write_entry(path: &Path, cubin: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    // Write then rename, so a concurrent reader never sees half a file.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut data = cubin.to_vec();
-    data.extend_from_slice(&hash128(&[cubin]).to_le_bytes());
-    if std::fs::write(&tmp, &data).is_ok() && std::fs::rename(&tmp, path).is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
+    let _ = crate::fsio::write_with(path, |f| {
+        f.write_all(cubin)?;
+        f.write_all(&hash128(&[cubin]).to_le_bytes())
+    });
 }
 
 /// Compiles (or takes from the cache) and loads `kernels/<family>.cu` on `gpu`.
@@ -280,12 +284,13 @@ pub(crate) fn load_module(gpu: &Gpu, family: &'static str) -> Result<Arc<CudaMod
         .map(|s| s.as_str())
         .collect();
     let version = format!("nvrtc {major}.{minor}");
-    let key = hash128(&[
-        src.as_bytes(),
-        embedded::COMMON_CUH.as_bytes(),
-        key_opts.join(" ").as_bytes(),
-        version.as_bytes(),
-    ]);
+    let mut parts: Vec<&[u8]> = vec![src.as_bytes()];
+    for (name, text) in embedded::HEADERS {
+        parts.extend([name.as_bytes(), text.as_bytes()]);
+    }
+    let joined = key_opts.join(" ");
+    parts.extend([joined.as_bytes(), version.as_bytes()]);
+    let key = hash128(&parts);
     let path = cache_dir().join(format!("{family}-{arch}-{key:032x}.cubin"));
     if let Some(cubin) = read_entry(&path) {
         match gpu.ctx.load_module(Ptx::from_binary(cubin)) {

@@ -4,11 +4,13 @@
 //! `ops::conv`; this layer only checks what the kernels add (int offsets,
 //! grid limits).
 
+use super::conv_tc::{self, Pass};
 use super::launch::{launch, Args, Config};
 use super::{alloc, InBuf};
 use crate::backend::cpu::conv::ConvGeom;
 use crate::device::Device;
 use crate::error::{invalid, Result};
+use crate::ops::precision::Precision;
 use crate::tensor::Storage;
 
 const FAMILY: &str = "conv";
@@ -19,16 +21,16 @@ const THREADS: u32 = 256;
 const SKINNY: usize = 16;
 /// Weight-gradient split-K: aim for about this many blocks (two per SM of a
 /// 132-SM H100/H200), as a weight alone often makes only a few 64×64 tiles ...
-const WGRAD_TARGET_BLOCKS: usize = 264;
+pub(crate) const WGRAD_TARGET_BLOCKS: usize = 264;
 /// ... but give every split at least this much of the reduction (the partial
 /// sums, `splits · |w|` floats, stay small next to the work), and at most
 /// this many splits.
-const WGRAD_MIN_CHUNK: usize = 256;
-const WGRAD_MAX_SPLITS: usize = 64;
+pub(crate) const WGRAD_MIN_CHUNK: usize = 256;
+pub(crate) const WGRAD_MAX_SPLITS: usize = 64;
 const MAX_GRID_YZ: usize = 65535;
 
 /// The scalar arguments shared by the three kernels, after the buffers.
-fn push_geom(args: &mut Args, g: &ConvGeom) {
+pub(crate) fn push_geom(args: &mut Args, g: &ConvGeom) {
     for v in [
         g.n,
         g.c,
@@ -79,7 +81,7 @@ fn check_fits(op: &'static str, g: &ConvGeom, extra: &[(&str, usize)]) -> Result
     Ok(())
 }
 
-fn check_grid(op: &'static str, grid: (usize, usize, usize)) -> Result<(u32, u32, u32)> {
+pub(crate) fn check_grid(op: &'static str, grid: (usize, usize, usize)) -> Result<(u32, u32, u32)> {
     if grid.0 > i32::MAX as usize || grid.1 > MAX_GRID_YZ || grid.2 > MAX_GRID_YZ {
         return invalid(
             op,
@@ -129,13 +131,24 @@ impl Variant {
 }
 
 /// `y = conv2d(x, w)`: `x` `[n, c, h, w]`, `w` `[o, c/groups, kh, kw]`,
-/// result `[n, o, oh, ow]`.
-pub(crate) fn conv2d(x: &Storage, w: &Storage, g: &ConvGeom, device: Device) -> Result<Storage> {
+/// result `[n, o, oh, ow]`; on the tensor cores (conv_tc.cu) where
+/// `precision` and the device allow (`conv_tc::applies`).
+pub(crate) fn conv2d(
+    x: &Storage,
+    w: &Storage,
+    g: &ConvGeom,
+    precision: Precision,
+    device: Device,
+) -> Result<Storage> {
     const OP: &str = "conv2d";
     check_fits(OP, g, &[])?;
     let len = g.n * g.o * g.oh * g.ow;
     let mut y = alloc(device, len)?;
     if len == 0 {
+        return Ok(y.into_storage());
+    }
+    if conv_tc::applies(Pass::Forward, g, precision, device)? {
+        conv_tc::conv_or_input_grad(Pass::Forward, &mut y, x, w, g, precision, device)?;
         return Ok(y.into_storage());
     }
     let (og, cols) = (g.o / g.groups, g.n * g.oh * g.ow);
@@ -160,11 +173,12 @@ pub(crate) fn conv2d(x: &Storage, w: &Storage, g: &ConvGeom, device: Device) -> 
 }
 
 /// The gradient of `conv2d` w.r.t. its input: `gy` `[n, o, oh, ow]`, `w`
-/// `[o, c/groups, kh, kw]`, result `[n, c, h, w]`.
+/// `[o, c/groups, kh, kw]`, result `[n, c, h, w]`; tensor cores as `conv2d`.
 pub(crate) fn conv2d_input_grad(
     gy: &Storage,
     w: &Storage,
     g: &ConvGeom,
+    precision: Precision,
     device: Device,
 ) -> Result<Storage> {
     const OP: &str = "conv2d_input_grad";
@@ -172,6 +186,10 @@ pub(crate) fn conv2d_input_grad(
     let len = g.n * g.c * g.h * g.w;
     let mut gx = alloc(device, len)?;
     if len == 0 {
+        return Ok(gx.into_storage());
+    }
+    if conv_tc::applies(Pass::InputGrad, g, precision, device)? {
+        conv_tc::conv_or_input_grad(Pass::InputGrad, &mut gx, gy, w, g, precision, device)?;
         return Ok(gx.into_storage());
     }
     let [sy, sx] = g.stride;
@@ -229,10 +247,14 @@ fn wgrad_splits(g: &ConvGeom, v: Variant) -> (usize, usize) {
 /// deterministic run to run (R1 and path-length terms differentiate it
 /// again), the output needs no zeroing pass (`alloc` leaves GPU memory
 /// uninitialized), and the extra pass reads only `splits · |w|` floats.
+///
+/// On the tensor cores (`conv_tc::applies`) the same scheme runs with the
+/// tensor-core GEMM writing the partial sums.
 pub(crate) fn conv2d_weight_grad(
     x: &Storage,
     gy: &Storage,
     g: &ConvGeom,
+    precision: Precision,
     device: Device,
 ) -> Result<Storage> {
     const OP: &str = "conv2d_weight_grad";
@@ -245,38 +267,54 @@ pub(crate) fn conv2d_weight_grad(
         "conv2d_wgrad_m16n16",
     ];
     let v = Variant::pick(names, g.o / g.groups, kc);
-    let (splits, chunk) = wgrad_splits(g, v);
+    let tc = conv_tc::applies(Pass::WeightGrad, g, precision, device)?;
+    let (splits, chunk) = if tc {
+        conv_tc::wgrad_splits(g)
+    } else {
+        wgrad_splits(g, v)
+    };
     check_fits(OP, g, &[("split-K workspace", splits * wlen)])?;
     let mut gw = alloc(device, wlen)?;
     if wlen == 0 {
         return Ok(gw.into_storage());
     }
-    let grid = check_grid(
-        OP,
-        (
-            kc.div_ceil(v.bn),
-            (g.o / g.groups).div_ceil(v.bm),
-            g.groups * splits,
-        ),
-    )?;
-    let (xin, gyin) = (InBuf::new(x, device)?, InBuf::new(gy, device)?);
     let mut partial = if splits > 1 {
         Some(alloc(device, splits * wlen)?)
     } else {
         None
     };
-    let out_ptr = match partial.as_mut() {
-        Some(p) => p.ptr(),
-        None => gw.ptr(),
-    };
-    let mut args = Args::new();
-    args.push(out_ptr).push(xin.ptr()).push(gyin.ptr());
-    push_geom(&mut args, g);
-    args.push(splits as i32).push(chunk as i32);
-    // SAFETY: conv2d_wgrad*(float*, const float*, const float*, 16 × int);
-    // `out` holds splits × [o, c/groups, kh, kw] floats, every one written
-    // (a split with an empty range writes zeros); x and gy hold the tensors of `g`.
-    unsafe { launch(device, FAMILY, v.name, v.config(grid), &mut args)? };
+    let out = partial.as_mut().unwrap_or(&mut gw);
+    if tc {
+        conv_tc::weight_grad_partial(
+            out,
+            x,
+            gy,
+            None,
+            false,
+            (splits, chunk),
+            g,
+            precision,
+            device,
+        )?;
+    } else {
+        let grid = check_grid(
+            OP,
+            (
+                kc.div_ceil(v.bn),
+                (g.o / g.groups).div_ceil(v.bm),
+                g.groups * splits,
+            ),
+        )?;
+        let (xin, gyin) = (InBuf::new(x, device)?, InBuf::new(gy, device)?);
+        let mut args = Args::new();
+        args.push(out.ptr()).push(xin.ptr()).push(gyin.ptr());
+        push_geom(&mut args, g);
+        args.push(splits as i32).push(chunk as i32);
+        // SAFETY: conv2d_wgrad*(float*, const float*, const float*, 16 × int);
+        // `out` holds splits × [o, c/groups, kh, kw] floats, every one written
+        // (a split with an empty range writes zeros); x and gy hold the tensors of `g`.
+        unsafe { launch(device, FAMILY, v.name, v.config(grid), &mut args)? };
+    }
     if let Some(mut p) = partial {
         let mut args = Args::new();
         args.push(gw.ptr())

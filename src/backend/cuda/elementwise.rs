@@ -1,15 +1,17 @@
 //! Launch code for `kernels/elementwise.cu`: unary maps, broadcasting binary
 //! ops, the strided gather behind permute/broadcast/narrow/flip, concat and
-//! sum/max reductions, on `Device::Cuda` and `Device::Sim` alike.
+//! sum/max reductions, and the casts to and from 2-byte storage, on
+//! `Device::Cuda` and `Device::Sim` alike.
 
 use super::launch::{launch, Args, Config, KernelArg};
-use super::{alloc, InBuf};
+use super::{alloc, alloc_half, upload_half, CudaHalfBuffer, InBuf};
 use crate::backend::cpu::elementwise::{Binary, Unary};
 use crate::backend::cpu::reduce::Reduce;
 use crate::device::Device;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
-use crate::tensor::Storage;
+use crate::tensor::{HalfData, HalfStorage, Storage};
 
 const FAMILY: &str = "elementwise";
 /// `MAX_RANK` of elementwise.cu: axes after merging contiguous ones.
@@ -146,6 +148,61 @@ pub(crate) fn unary(x: &Storage, n: usize, device: Device, op: Unary) -> Result<
             .push(p1);
         // SAFETY: (float*, const float*, long long, int, float, float); both buffers hold n floats.
         unsafe { launch(device, FAMILY, "unary_map", Config::linear(n), &mut args)? };
+    }
+    Ok(y.into_storage())
+}
+
+/// The `n` values of f32 storage `x` rounded to the 2-byte `dtype`
+/// (nearest, ties to even).
+pub(crate) fn cast_to_half(x: &Storage, n: usize, dtype: DType, device: Device) -> Result<Storage> {
+    let Some(fmt) = dtype.half_code() else {
+        return Err(Error::Internal(format!("cast_to_half to {dtype}")));
+    };
+    let mut y = alloc_half(device, n)?;
+    if n > 0 {
+        let xin = InBuf::new(x, device)?;
+        let mut args = Args::new();
+        args.push(y.ptr()).push(xin.ptr()).push(n as i64).push(fmt);
+        // SAFETY: (unsigned short*, const float*, long long, int); both buffers hold n elements.
+        unsafe { launch(device, FAMILY, "cast_to_half", Config::linear(n), &mut args)? };
+    }
+    Ok(Storage::Half(HalfStorage::new(dtype, y.into_data())))
+}
+
+/// The `n` 2-byte elements of `x` widened to f32 (exact).
+pub(crate) fn cast_from_half(x: &HalfStorage, n: usize, device: Device) -> Result<Storage> {
+    let Some(fmt) = x.dtype.half_code() else {
+        return Err(Error::Internal("cast_from_half of f32 storage".into()));
+    };
+    let mut y = alloc(device, n)?;
+    if n > 0 {
+        // The bits where the kernel can read them: uploaded for a GPU when
+        // they are on the host or on another GPU.
+        let staged: Option<CudaHalfBuffer> = match (&x.data, device) {
+            (HalfData::Host(v), Device::Cuda(o)) => Some(upload_half(o, v)?),
+            (HalfData::Cuda(b), Device::Cuda(o)) if b.gpu.ordinal != o => {
+                Some(upload_half(o, &b.download()?)?)
+            }
+            _ => None,
+        };
+        let xp = match (&staged, &x.data) {
+            (Some(b), _) => b.ptr(),
+            // On its own GPU (a Sim tensor's bits are always on the host).
+            (None, HalfData::Cuda(b)) => b.ptr(),
+            (None, HalfData::Host(v)) => v.as_ptr() as u64,
+        };
+        let mut args = Args::new();
+        args.push(y.ptr()).push(xp).push(n as i64).push(fmt);
+        // SAFETY: (float*, const unsigned short*, long long, int); both buffers hold n elements.
+        unsafe {
+            launch(
+                device,
+                FAMILY,
+                "cast_from_half",
+                Config::linear(n),
+                &mut args,
+            )?
+        };
     }
     Ok(y.into_storage())
 }

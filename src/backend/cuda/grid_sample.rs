@@ -124,6 +124,11 @@ pub(crate) fn grid_sample_affine_input_grad(
         // The zeroed buffer goes on as the accumulation target.
         Storage::Cpu(v) => super::OutBuf::Host(v),
         Storage::Cuda(b) => super::OutBuf::Cuda(b),
+        Storage::Half(_) => {
+            return Err(crate::Error::Internal(
+                "grid_sample: the zeroed f32 buffer came back as 2-byte storage".into(),
+            ))
+        }
     };
     if total_out > 0 {
         let (gin, tin) = (InBuf::new(g, device)?, InBuf::new(theta, device)?);

@@ -13,11 +13,13 @@
 pub(crate) mod bias_act;
 pub mod compile;
 pub mod conv;
+pub(crate) mod conv_tc;
 pub mod elementwise;
 pub(crate) mod grid_sample;
 pub(crate) mod launch;
 pub mod matmul;
 pub mod modconv;
+pub(crate) mod modconv_tc;
 pub(crate) mod noise;
 pub mod upfirdn;
 
@@ -241,6 +243,101 @@ pub(crate) fn upload(ordinal: usize, data: &[f32]) -> Result<CudaBuffer> {
     })
 }
 
+/// A GPU buffer of 2-byte elements (the bits of F16/BF16 storage).
+pub(crate) struct CudaHalfBuffer {
+    pub(crate) gpu: Arc<Gpu>,
+    pub(crate) slice: CudaSlice<u16>,
+}
+
+impl CudaHalfBuffer {
+    pub(crate) fn len(&self) -> usize {
+        self.slice.len()
+    }
+
+    /// The device address of the buffer.
+    pub(crate) fn ptr(&self) -> u64 {
+        let (p, _sync) = self.slice.device_ptr(&self.gpu.stream);
+        p
+    }
+
+    /// Copies the bits to the host (waits for the kernels writing them).
+    pub(crate) fn download(&self) -> Result<Vec<u16>> {
+        if self.slice.is_empty() {
+            return Ok(Vec::new());
+        }
+        let v = self
+            .gpu
+            .stream
+            .clone_dtoh(&self.slice)
+            .map_err(|e| self.gpu.err("copying to the host", e))?;
+        self.gpu
+            .stream
+            .synchronize()
+            .map_err(|e| self.gpu.err("synchronizing after a copy to the host", e))?;
+        Ok(v)
+    }
+}
+
+/// Copies 2-byte elements to GPU `ordinal`.
+pub(crate) fn upload_half(ordinal: usize, bits: &[u16]) -> Result<CudaHalfBuffer> {
+    let gpu = gpu(ordinal)?;
+    let slice = if bits.is_empty() {
+        gpu.stream.null::<u16>()
+    } else {
+        gpu.stream.clone_htod(bits)
+    }
+    .map_err(|e| gpu.err("copying to the device", e))?;
+    gpu.stream
+        .synchronize()
+        .map_err(|e| gpu.err("synchronizing after a copy to the device", e))?;
+    Ok(CudaHalfBuffer { gpu, slice })
+}
+
+/// An output buffer of `n` 2-byte elements on `device` (Sim: host memory
+/// filled with a NaN pattern of both formats' bits, 0xFFFF, so an element a
+/// kernel leaves unwritten shows).
+pub(crate) enum HalfOutBuf {
+    Host(Vec<u16>),
+    Cuda(CudaHalfBuffer),
+}
+
+pub(crate) fn alloc_half(device: Device, n: usize) -> Result<HalfOutBuf> {
+    match device {
+        Device::Sim => Ok(HalfOutBuf::Host(vec![0xffff; n])),
+        Device::Cuda(ordinal) => {
+            let gpu = gpu(ordinal)?;
+            let slice = if n == 0 {
+                gpu.stream.null::<u16>()
+            } else {
+                // SAFETY: every element is written by the kernel that fills the buffer.
+                unsafe { gpu.stream.alloc::<u16>(n) }
+            }
+            .map_err(|e| gpu.err(&format!("allocating {n} 2-byte elements"), e))?;
+            Ok(HalfOutBuf::Cuda(CudaHalfBuffer { gpu, slice }))
+        }
+        Device::Cpu => Err(Error::Internal(
+            "backend::cuda::alloc_half called for the CPU".into(),
+        )),
+    }
+}
+
+impl HalfOutBuf {
+    /// The address kernels write to.
+    pub(crate) fn ptr(&mut self) -> u64 {
+        match self {
+            HalfOutBuf::Host(v) => v.as_mut_ptr() as u64,
+            HalfOutBuf::Cuda(b) => b.ptr(),
+        }
+    }
+
+    pub(crate) fn into_data(self) -> crate::tensor::HalfData {
+        match self {
+            HalfOutBuf::Host(v) => crate::tensor::HalfData::Host(v),
+            HalfOutBuf::Cuda(b) => crate::tensor::HalfData::Cuda(b),
+        }
+    }
+}
+
 /// An output buffer of `n` floats on `device` (Cuda: uninitialized device
 /// memory; Sim: host memory filled with NaN, so that a kernel which leaves an
 /// element unwritten, or accumulates into one without zeroing it first, fails
@@ -310,6 +407,13 @@ impl<'a> InBuf<'a> {
             (Storage::Cuda(b), _) if device != Device::Cuda(b.gpu.ordinal) => {
                 InBuf::Host(b.download()?)
             }
+            // 2-byte storage read by an FP32 kernel: its values, widened.
+            // Only ops that declare the dtype get here with it (see
+            // `autograd::Backward::supports`); they compute in FP32.
+            (Storage::Half(h), Device::Cuda(ordinal)) => {
+                InBuf::Uploaded(upload(ordinal, h.values()?)?)
+            }
+            (Storage::Half(h), _) => InBuf::Host(h.values()?.to_vec()),
             _ => InBuf::Borrowed(storage),
         })
     }
@@ -319,6 +423,9 @@ impl<'a> InBuf<'a> {
         match self {
             InBuf::Borrowed(Storage::Cpu(v)) => v.as_ptr() as u64,
             InBuf::Borrowed(Storage::Cuda(b)) | InBuf::Uploaded(b) => b.ptr(),
+            InBuf::Borrowed(Storage::Half(_)) => {
+                unreachable!("InBuf::new widens 2-byte storage into Host/Uploaded")
+            }
             InBuf::Host(v) => v.as_ptr() as u64,
         }
     }

@@ -3,8 +3,11 @@
 //! epilogue) and the kernels of its first-order backward, on `Device::Cuda`
 //! and `Device::Sim` alike. Shapes are validated by `ops::modconv`.
 
+use super::conv_tc;
 use super::launch::{launch, Args, Config, KernelArg};
+use super::modconv_tc::{self, TcKernel};
 use super::{alloc, InBuf, OutBuf};
+use crate::backend::cpu::conv::ConvGeom as CpuConvGeom;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::ops::precision::Precision;
@@ -13,7 +16,7 @@ use crate::tensor::Storage;
 const FAMILY: &str = "modconv";
 const BLOCK: u32 = 256;
 const MAX_BLOCKS: u32 = 1 << 16;
-/// MC_TH, MC_TW, MC_BM and MC_THREADS of modconv.cu.
+/// MC_TH, MC_TW, MC_BM and MC_THREADS of modconv_common.cuh.
 const TH: usize = 8;
 const TW: usize = 16;
 const BM: usize = 64;
@@ -25,14 +28,6 @@ const WK: usize = 16;
 const SMEM_MAX: usize = super::launch::MAX_DYNAMIC_SHARED_BYTES as usize;
 /// Input channels staged per step of the forward, at most.
 const CHUNK: usize = 8;
-/// MC_TC_STAGES of modconv.cu; 32 = bytes of operands per shared row.
-const TC_STAGES: usize = 2;
-const TC_ROW: usize = 32;
-/// The tensor-core forward pays off from about this many output channels and
-/// input channels: below, a 64-channel tile is mostly padding and one chunk
-/// of 8–16 channels is mostly zeros.
-const TC_MIN_M: usize = 32;
-const TC_MIN_C: usize = 16;
 
 /// `act` codes of modconv.cu.
 pub(crate) const ACT_LINEAR: i32 = 0;
@@ -239,7 +234,7 @@ pub(crate) struct FwdOut {
     pub(crate) dot: Option<Storage>,
 }
 
-fn to_i32(op: &'static str, v: usize) -> Result<i32> {
+pub(crate) fn to_i32(op: &'static str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| Error::Invalid {
         op,
         msg: format!("size {v} exceeds the kernels' 32-bit index range"),
@@ -247,7 +242,8 @@ fn to_i32(op: &'static str, v: usize) -> Result<i32> {
 }
 
 #[allow(clippy::too_many_arguments)]
-/// Runs `modconv_fwd_*`: `y = epilogue(Σ w(m,c,ky,kx) · s[n,c]·Z[n,c,oy+ky−pad, ox+kx−pad])`.
+/// Runs `modconv_fwd_*` (FP32) or `modconv_tc_fwd_*` (tensor cores, see
+/// `modconv_tc`): `y = epilogue(Σ w(m,c,ky,kx) · s[n,c]·Z[n,c,oy+ky−pad, ox+kx−pad])`.
 pub(crate) fn fused_conv(
     x: &Storage,
     in_scale: Option<&Storage>,
@@ -261,9 +257,9 @@ pub(crate) fn fused_conv(
 ) -> Result<FwdOut> {
     const OP: &str = "modulated_conv2d (fused kernel)";
     let [kh, kw] = g.k;
-    let tc = tc_kernel(precision, g, fir, device)?;
+    let tc = TcKernel::pick(precision, g, fir, device)?;
     let out_n = g.n * g.m * g.ohw[0] * g.ohw[1];
-    // Channels per staging step: as many as fit in 48 KiB, at most CHUNK.
+    // FP32: channels per staging step, as many as fit in 48 KiB, at most CHUNK.
     let per_chan = kh * kw * BM + (TH + kh - 1) * (TW + kw - 1);
     let cc = (SMEM_MAX / (4 * per_chan)).min(CHUNK).min(g.c.max(1));
     if cc == 0 && tc.is_none() {
@@ -314,126 +310,68 @@ pub(crate) fn fused_conv(
             Some(f) => (f.fhw, f.up, f.p0, f.gain),
             None => ([0, 0], 1, [0, 0], 1.0),
         };
-        if let Some((kernel, fmt)) = tc {
-            // Operands of the weight view, [M][kh·kw][Cpad], then the GEMM.
-            let eb = precision.operand_bytes();
-            let cc = TC_ROW / eb;
-            let cpad = g.c.div_ceil(cc) * cc;
-            let wt_bytes = g.m * kh * kw * cpad * eb;
-            let mut wt = alloc(device, wt_bytes.div_ceil(4))?;
-            let mut wargs = Args::new();
-            wargs
-                .push(wt.ptr())
-                .push(win.ptr())
-                .push(view.off)
-                .push(view.strides[0])
-                .push(view.strides[1])
-                .push(view.strides[2])
-                .push(view.strides[3])
-                .push(to_i32(OP, g.m)?)
-                .push(to_i32(OP, g.c)?)
-                .push(kh as i32)
-                .push(kw as i32)
-                .push(to_i32(OP, cpad)?)
-                .push(fmt);
-            let wcount = g.m * kh * kw * cpad;
-            // SAFETY: matches modconv_tc_weight; wt holds wcount operands of eb bytes,
-            // the view stays inside w for m < M, c < C, ky < kh, kx < kw.
-            unsafe {
-                launch(
-                    device,
-                    FAMILY,
-                    "modconv_tc_weight",
-                    Config::linear(wcount),
-                    &mut wargs,
-                )?
-            };
-            let mut args = Args::new();
-            args.push(y.ptr())
-                .push(xin.ptr())
-                .push(ptr_of(&sin))
-                .push(wt.ptr())
-                .push(ptr_of(&fin))
+        // Both kernel families take (y, x, in_scale, <weights>, fir, fh, fw,
+        // up, p0y, p0x, fir_gain, C, H, W, M, kh, kw, ZH, ZW, cpy, cpx, OH, OW,
+        // <channels per step or Cpad>, McEpi); only <weights> differ.
+        let mut args = Args::new();
+        args.push(y.ptr()).push(xin.ptr()).push(ptr_of(&sin));
+        let push_tail = |args: &mut Args, per_step: usize| -> Result<()> {
+            args.push(ptr_of(&fin))
                 .push(fhw[0] as i32)
                 .push(fhw[1] as i32)
                 .push(up as i32)
                 .push(p0[0] as i32)
                 .push(p0[1] as i32)
-                .push(fgain)
-                .push(to_i32(OP, g.c)?)
-                .push(to_i32(OP, g.hw[0])?)
-                .push(to_i32(OP, g.hw[1])?)
-                .push(to_i32(OP, g.m)?)
-                .push(to_i32(OP, g.zhw[0])?)
-                .push(to_i32(OP, g.zhw[1])?)
-                .push(g.pad[0] as i32)
-                .push(g.pad[1] as i32)
-                .push(to_i32(OP, g.ohw[0])?)
-                .push(to_i32(OP, g.ohw[1])?)
-                .push(to_i32(OP, cpad)?)
-                .push(e);
-            let stage = TC_ROW * (kh * kw * BM + (TH + kh - 1) * (TW + kw - 1));
+                .push(fgain);
+            for v in [g.c, g.hw[0], g.hw[1], g.m, kh, kw, g.zhw[0], g.zhw[1]] {
+                args.push(to_i32(OP, v)?);
+            }
+            args.push(g.pad[0] as i32).push(g.pad[1] as i32);
+            for v in [g.ohw[0], g.ohw[1], per_step] {
+                args.push(to_i32(OP, v)?);
+            }
+            args.push(e);
+            Ok(())
+        };
+        let grid = grid(OP, g)?;
+        if let Some(tc) = tc {
+            // The weight view's operands, [M][kh·kw][Cpad], then the GEMM.
+            let mut wt = tc.weight_operands(win.ptr(), view, g, device)?;
+            args.push(wt.ptr());
+            push_tail(&mut args, tc.cpad(g.c))?;
             let cfg = Config {
-                grid: grid(OP, g)?,
+                grid,
                 block: (BLOCK, 1, 1),
-                shared_bytes: (TC_STAGES * stage) as u32,
+                shared_bytes: tc.shared_bytes(g, [TH, TW, BM]),
             };
-            // SAFETY: the arguments follow MC_TC_PARAMS; wt was filled above
-            // with Cpad channels per (m, tap); the other buffers as below.
-            unsafe { launch(device, FAMILY, kernel, cfg, &mut args)? };
+            // SAFETY: the arguments follow MC_TC_PARAMS; wt holds Cpad
+            // channels per (m, tap); the other buffers as below.
+            unsafe { launch(device, modconv_tc::FAMILY, tc.name, cfg, &mut args)? };
             drop(wt);
-            return Ok(FwdOut {
-                y: y.into_storage(),
-                pre: pre.map(OutBuf::into_storage),
-                dot: dot.map(OutBuf::into_storage),
-            });
+        } else {
+            args.push(win.ptr()).push(view.off);
+            for s in view.strides {
+                args.push(s);
+            }
+            push_tail(&mut args, cc)?;
+            let cfg = Config {
+                grid,
+                block: (BLOCK, 1, 1),
+                shared_bytes: (4 * cc * per_chan) as u32,
+            };
+            let kernel = match (kh, kw) {
+                (3, 3) if fir.is_some_and(|f| f.up == 2 && f.fhw == [4, 4]) => {
+                    "modconv_fwd_3x3_up2_f4"
+                }
+                (3, 3) => "modconv_fwd_3x3",
+                (1, 1) => "modconv_fwd_1x1",
+                _ => "modconv_fwd_any",
+            };
+            // SAFETY: the arguments follow MC_FWD_PARAMS; every buffer has the
+            // size the geometry implies (checked by the op), the weight view
+            // stays inside w for m < M, c < C, ky < kh, kx < kw.
+            unsafe { launch(device, FAMILY, kernel, cfg, &mut args)? };
         }
-        let mut args = Args::new();
-        args.push(y.ptr())
-            .push(xin.ptr())
-            .push(ptr_of(&sin))
-            .push(win.ptr())
-            .push(view.off)
-            .push(view.strides[0])
-            .push(view.strides[1])
-            .push(view.strides[2])
-            .push(view.strides[3])
-            .push(ptr_of(&fin))
-            .push(fhw[0] as i32)
-            .push(fhw[1] as i32)
-            .push(up as i32)
-            .push(p0[0] as i32)
-            .push(p0[1] as i32)
-            .push(fgain)
-            .push(to_i32(OP, g.c)?)
-            .push(to_i32(OP, g.hw[0])?)
-            .push(to_i32(OP, g.hw[1])?)
-            .push(to_i32(OP, g.m)?)
-            .push(kh as i32)
-            .push(kw as i32)
-            .push(to_i32(OP, g.zhw[0])?)
-            .push(to_i32(OP, g.zhw[1])?)
-            .push(g.pad[0] as i32)
-            .push(g.pad[1] as i32)
-            .push(to_i32(OP, g.ohw[0])?)
-            .push(to_i32(OP, g.ohw[1])?)
-            .push(cc as i32)
-            .push(e);
-        let cfg = Config {
-            grid: grid(OP, g)?,
-            block: (BLOCK, 1, 1),
-            shared_bytes: (4 * cc * per_chan) as u32,
-        };
-        let kernel = match (kh, kw) {
-            (3, 3) if fir.is_some_and(|f| f.up == 2 && f.fhw == [4, 4]) => "modconv_fwd_3x3_up2_f4",
-            (3, 3) => "modconv_fwd_3x3",
-            (1, 1) => "modconv_fwd_1x1",
-            _ => "modconv_fwd_any",
-        };
-        // SAFETY: the arguments follow MC_FWD_PARAMS; every buffer has the
-        // size the geometry implies (checked by the op), the weight view stays
-        // inside w for m < M, c < C, ky < kh, kx < kw.
-        unsafe { launch(device, FAMILY, kernel, cfg, &mut args)? };
     }
     Ok(FwdOut {
         y: y.into_storage(),
@@ -453,55 +391,6 @@ fn grid(op: &'static str, g: ConvGeom) -> Result<(u32, u32, u32)> {
         });
     }
     Ok((tiles as u32, gy as u32, gz as u32))
-}
-
-/// The tensor-core kernel for this launch and its operand format, or None
-/// for the FP32 kernels: the precision asks for tensor cores, the kernel
-/// shape has a tensor-core variant (3×3, 3×3 up 2 with a 4×4 filter, 1×1),
-/// and the device has them: always on the simulator (so they are tested
-/// there), from compute capability 8.0 and at sizes where a 64-channel tile
-/// is not mostly padding on a GPU.
-fn tc_kernel(
-    precision: Precision,
-    g: ConvGeom,
-    fir: Option<Fir<'_>>,
-    device: Device,
-) -> Result<Option<(&'static str, i32)>> {
-    let Some(fmt) = precision.tc_format() else {
-        return Ok(None);
-    };
-    // Rows: 3×3, 3×3 up 2 (4×4 filter), 1×1; columns: TF32, BF16, F16.
-    const NAMES: [[&str; 3]; 3] = [
-        [
-            "modconv_tc_fwd_3x3_tf32",
-            "modconv_tc_fwd_3x3_bf16",
-            "modconv_tc_fwd_3x3_f16",
-        ],
-        [
-            "modconv_tc_fwd_3x3_up2_f4_tf32",
-            "modconv_tc_fwd_3x3_up2_f4_bf16",
-            "modconv_tc_fwd_3x3_up2_f4_f16",
-        ],
-        [
-            "modconv_tc_fwd_1x1_tf32",
-            "modconv_tc_fwd_1x1_bf16",
-            "modconv_tc_fwd_1x1_f16",
-        ],
-    ];
-    let shape = match (g.k, fir) {
-        ([3, 3], Some(f)) if f.up == 2 && f.fhw == [4, 4] => 1,
-        ([3, 3], None) => 0,
-        ([1, 1], None) => 2,
-        _ => return Ok(None),
-    };
-    let ok = match device {
-        Device::Sim => true,
-        Device::Cuda(ordinal) => {
-            super::gpu(ordinal)?.arch.0 >= 8 && g.m >= TC_MIN_M && g.c >= TC_MIN_C
-        }
-        Device::Cpu => false,
-    };
-    Ok(ok.then_some((NAMES[shape][fmt as usize - 1], fmt)))
 }
 
 /// The epilogue's backward (see `modconv_epilogue_grad`).
@@ -713,7 +602,9 @@ pub(crate) fn fir_down(
 
 /// The weight gradient `Σ_{n,p} gu · s · Z` as split-K partial sums
 /// `[splits, M, C·kh·kw]` (stored at the raw weight's index, flipped when
-/// `flip`); returns the storage and `splits`.
+/// `flip`); returns the storage and `splits`. At a tensor-core precision
+/// (where `conv_tc` applies) it is conv_tc.cu's weight-gradient GEMM with
+/// the styles as input scale; else `modconv_wgrad` in FP32.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn weight_grad(
     gu: &Storage,
@@ -721,12 +612,59 @@ pub(crate) fn weight_grad(
     in_scale: Option<&Storage>,
     g: ConvGeom,
     flip: bool,
+    precision: Precision,
     device: Device,
 ) -> Result<(Storage, usize)> {
     const OP: &str = "modconv_wgrad";
     let [kh, kw] = g.k;
     let cols = g.c * kh * kw;
     let kdim = g.n * g.ohw[0] * g.ohw[1];
+    // The same GEMM as conv2d's weight gradient of Z (stride 1, padding
+    // `pad`, which is never negative here: p.padding, or 0 for up 2).
+    let cg = CpuConvGeom {
+        n: g.n,
+        c: g.c,
+        h: g.zhw[0],
+        w: g.zhw[1],
+        o: g.m,
+        kh,
+        kw,
+        stride: [1, 1],
+        padding: g.pad.map(|p| p.max(0) as usize),
+        groups: 1,
+        oh: g.ohw[0],
+        ow: g.ohw[1],
+    };
+    if g.pad.iter().all(|&p| p >= 0)
+        && conv_tc::applies(conv_tc::Pass::WeightGrad, &cg, precision, device)?
+    {
+        let (splits, chunk) = conv_tc::wgrad_splits(&cg);
+        let total = splits * g.m * cols;
+        for (what, v) in [
+            ("split-K workspace", total),
+            ("staged input", g.n * g.c * g.zhw[0] * g.zhw[1]),
+        ] {
+            to_i32(OP, v).map_err(|_| Error::Invalid {
+                op: OP,
+                msg: format!("the {what} has {v} elements; the kernels take at most 2^31 − 1"),
+            })?;
+        }
+        let mut part = alloc(device, total)?;
+        if total > 0 {
+            conv_tc::weight_grad_partial(
+                &mut part,
+                z,
+                gu,
+                in_scale,
+                flip,
+                (splits, chunk),
+                &cg,
+                precision,
+                device,
+            )?;
+        }
+        return Ok((part.into_storage(), splits));
+    }
     let (mt, nt) = (g.m.div_ceil(WM), cols.div_ceil(WN));
     // Enough blocks to fill a large GPU, each with at least 64 K-steps of work.
     let splits = 256usize
