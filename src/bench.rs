@@ -908,6 +908,9 @@ fn train_section(opts: &Options, out: &mut Rows) -> Result<serde_json::Value> {
         progress: false,
         ..TrainOptions::default()
     })?;
+    // The official phases whatever the preset's demo defaults: the step is
+    // timed against the official code.
+    trainer.official_loss();
     let period = G_REG_INTERVAL * D_REG_INTERVAL / gcd(G_REG_INTERVAL, D_REG_INTERVAL);
     let name = |phases: &[(crate::train::Phase, usize)]| {
         phases

@@ -355,6 +355,77 @@ fn synthetic_labels_are_the_shape_kind() {
     assert!(differ);
 }
 
+/// The shape kind of a synthetic image, told from its pixels: the shape is
+/// what differs from the corner's colour (a bright hue, value 1, on a
+/// background below 0.35, so ≥ 0.65 apart in some channel; the threshold
+/// 0.3 keeps edge pixels more than half covered). A ring has the
+/// background at its centre; a bar fills its bounding box with sides ≥ 2:1
+/// (drawn 2–4:1, edges cost ≤ 1 pixel a side); a disc is round (bounding
+/// box near square) and fills π/4 of it. Returns the kind (0 disc, 1 bar,
+/// 2 ring) and the mask's centroid in pixels.
+fn shape_kind(img: &[u8], res: usize) -> (usize, f32, f32) {
+    let px = |x: usize, y: usize, c: usize| img[(c * res + y) * res + x] as i32;
+    let inside = |x: usize, y: usize| (0..3).any(|c| (px(x, y, c) - px(0, 0, c)).abs() > 76);
+    let (mut n, mut sx, mut sy) = (0usize, 0usize, 0usize);
+    let (mut x0, mut y0, mut x1, mut y1) = (res, res, 0, 0);
+    for y in 0..res {
+        for x in 0..res {
+            if inside(x, y) {
+                (n, sx, sy) = (n + 1, sx + x, sy + y);
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            }
+        }
+    }
+    assert!(n > 0, "no shape");
+    let (w, h) = ((x1 + 1 - x0) as f32, (y1 + 1 - y0) as f32);
+    let (aspect, fill) = (w.max(h) / w.min(h), n as f32 / (w * h));
+    let (cx, cy) = (sx as f32 / n as f32, sy as f32 / n as f32);
+    let kind = if !inside(res / 2, res / 2) {
+        2
+    } else if aspect >= 1.8 && fill > 0.85 {
+        1
+    } else {
+        assert!(
+            aspect < 1.2 && (0.65..0.9).contains(&fill),
+            "neither disc, bar nor ring: {w}×{h}, fill {fill}"
+        );
+        0
+    };
+    (kind, cx, cy)
+}
+
+#[test]
+fn synthetic_shapes_are_centred_discs_bars_and_rings_in_equal_shares() {
+    let (res, n) = (32, 600);
+    let ds = data::open("synthetic:600", Some(res), 0).unwrap();
+    let mut count = [0usize; 3];
+    for i in 0..n {
+        let (kind, cx, cy) = shape_kind(&ds.image(i).unwrap(), res);
+        count[kind] += 1;
+        // Centred within ±0.05 of the width (1.6 px), plus a pixel for
+        // the pixel grid (centres at +0.5) and anti-aliasing.
+        let c = res as f32 / 2.0 - 0.5;
+        assert!(
+            (cx - c).abs() < 2.6 && (cy - c).abs() < 2.6,
+            "image {i}: centroid ({cx}, {cy})"
+        );
+    }
+    // Each kind with probability 1/3: 200 ± 11.5 (binomial sd); ±50 is
+    // over 4 sd.
+    for (kind, &c) in count.iter().enumerate() {
+        assert!((150..=250).contains(&c), "kind {kind}: {count:?}");
+    }
+    // With labels, image i is of kind i % 3.
+    let labeled = data::open_with_labels("synthetic:30", Some(res), 0, true).unwrap();
+    for i in 0..30 {
+        assert_eq!(
+            shape_kind(&labeled.image(i).unwrap(), res).0,
+            i % 3,
+            "image {i}"
+        );
+    }
+}
+
 fn open_dest(p: &Path) -> ImageFolder {
     ImageFolder::open(p).unwrap()
 }

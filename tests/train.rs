@@ -412,6 +412,14 @@ fn opts(dir: &Path, kimg: f64) -> TrainOptions {
     }
 }
 
+/// A trainer with the official loss (path length, style mixing, random
+/// noise), which the `tiny` preset's demo defaults leave out: these tests
+/// exercise every phase and every parameter.
+fn official_loss(mut t: Trainer) -> Trainer {
+    t.official_loss();
+    t
+}
+
 fn g_ema_values(path: &Path) -> Vec<f32> {
     let (_, g) = load_generator(path, Device::Cpu).unwrap();
     g.parameters()
@@ -424,8 +432,7 @@ fn g_ema_values(path: &Path) -> Vec<f32> {
 fn a_short_run_writes_loadable_snapshots_and_resumes() {
     let dir = tmpdir("run");
     // Five steps straight (batch 4: 20 images); step 4 runs Greg, step 0 all four phases.
-    let straight = Trainer::new(opts(&dir.join("straight"), 0.02))
-        .unwrap()
+    let straight = official_loss(Trainer::new(opts(&dir.join("straight"), 0.02)).unwrap())
         .run()
         .unwrap();
     assert_eq!((straight.steps, straight.cur_nimg), (5, 20));
@@ -460,14 +467,13 @@ fn a_short_run_writes_loadable_snapshots_and_resumes() {
 
     // Three steps, then a resume to the same total: the step count continues,
     // and optimizer state, pl_mean, data order and latents make it the same run.
-    let first = Trainer::new(opts(&dir.join("first"), 0.012))
-        .unwrap()
+    let first = official_loss(Trainer::new(opts(&dir.join("first"), 0.012)).unwrap())
         .run()
         .unwrap();
     assert_eq!(first.steps, 3);
     let mut o = opts(&dir.join("second"), 0.02);
     o.resume = first.last_snapshot.clone();
-    let mut t = Trainer::new(o).unwrap();
+    let mut t = official_loss(Trainer::new(o).unwrap());
     assert_eq!((t.step, t.cur_nimg), (3, 12));
     let second = t.run().unwrap();
     assert_eq!((second.steps, second.cur_nimg), (5, 20));
@@ -572,7 +578,7 @@ fn ada_runs_adjust_p_and_resume_exactly() {
 #[test]
 fn training_moves_g_and_d_learns_a_separable_case() {
     let dir = tmpdir("learn");
-    let mut t = Trainer::new(opts(&dir, 1.0)).unwrap();
+    let mut t = official_loss(Trainer::new(opts(&dir, 1.0)).unwrap());
     let before: Vec<Vec<f32>> = t.g.parameters().iter().map(|(_, p)| p.to_vec()).collect();
     t.step().unwrap();
     let changed =

@@ -62,10 +62,11 @@ fn train_then_generate_and_refuse_bad_flags() {
     assert_eq!(opts["num_fp16_res"]["G"], 0, "{options}");
     assert_eq!(opts["precision"], "fp32", "{options}");
     // One kimg (the preset's default is not repeated), learning rates as
-    // typed (tiny: 0.0025), not f32 noise such as 0.0024999999441206455.
+    // typed (tiny: G 0.0025, D 0.0015), not f32 noise such as
+    // 0.0024999999441206455.
     assert_eq!(options.matches("\"kimg\"").count(), 1, "{options}");
     assert!(options.contains("\"glr\": 0.0025,"), "{options}");
-    assert!(options.contains("\"dlr\": 0.0025,"), "{options}");
+    assert!(options.contains("\"dlr\": 0.0015,"), "{options}");
     assert!(
         options.contains("\"mapping_lr_multiplier\": 0.01,"),
         "{options}"

@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Train StyleGAN2 (the official loss, lazy regularization, G EMA).
     /// With no flags: the tiny network on built-in synthetic 32×32 images
-    /// for 10 kimg with the SWD and a plot at each snapshot, a demo of
+    /// for 14 kimg with the SWD and a plot at each snapshot, a demo of
     /// about five minutes on a 2-core CPU.
     Train {
         /// Data: `synthetic` (built in, procedural shapes; `synthetic:N` for
@@ -53,7 +53,7 @@ enum Command {
         #[arg(long, value_parser = flags::usize_in(1, flags::MAX_BATCH))]
         batch: Option<usize>,
         /// Train until this many thousand real images have been shown.
-        #[arg(long, default_value_t = 10.0, value_parser = flags::positive_f64(flags::MAX_KIMG))]
+        #[arg(long, default_value_t = 14.0, value_parser = flags::positive_f64(flags::MAX_KIMG))]
         kimg: f64,
         /// Learning rate of G and D [default: the preset's; tiny: 0.0025].
         #[arg(long, value_parser = flags::positive_f32(1.0))]
