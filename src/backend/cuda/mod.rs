@@ -26,7 +26,9 @@ pub mod upfirdn;
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::tensor::Storage;
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -198,19 +200,7 @@ impl CudaBuffer {
         if let Some(h) = self.host.get() {
             return Ok(h.clone());
         }
-        if self.slice.is_empty() {
-            return Ok(Vec::new());
-        }
-        let v = self
-            .gpu
-            .stream
-            .clone_dtoh(&self.slice)
-            .map_err(|e| self.gpu.err("copying to the host", e))?;
-        self.gpu
-            .stream
-            .synchronize()
-            .map_err(|e| self.gpu.err("synchronizing after a copy to the host", e))?;
-        Ok(v)
+        copy_to_host(&self.gpu, &self.slice)
     }
 
     /// A host copy kept with the buffer (the buffer never changes).
@@ -223,19 +213,43 @@ impl CudaBuffer {
     }
 }
 
-/// Copies host data to GPU `ordinal`.
-pub(crate) fn upload(ordinal: usize, data: &[f32]) -> Result<CudaBuffer> {
-    let gpu = gpu(ordinal)?;
+/// Copies a device slice to the host, waiting for the kernels writing it.
+fn copy_to_host<T: DeviceRepr + Default + Clone>(
+    gpu: &Gpu,
+    slice: &CudaSlice<T>,
+) -> Result<Vec<T>> {
+    if slice.is_empty() {
+        return Ok(Vec::new());
+    }
+    let v = gpu
+        .stream
+        .clone_dtoh(slice)
+        .map_err(|e| gpu.err("copying to the host", e))?;
+    gpu.stream
+        .synchronize()
+        .map_err(|e| gpu.err("synchronizing after a copy to the host", e))?;
+    Ok(v)
+}
+
+/// Copies host data to a new slice on `gpu`; returns once the copy is done,
+/// so the host data may be freed.
+fn copy_to_device<T: DeviceRepr>(gpu: &Gpu, data: &[T]) -> Result<CudaSlice<T>> {
     let slice = if data.is_empty() {
-        gpu.stream.null::<f32>()
+        gpu.stream.null::<T>()
     } else {
         gpu.stream.clone_htod(data)
     }
     .map_err(|e| gpu.err("copying to the device", e))?;
-    // The host buffer may be freed as soon as this returns.
     gpu.stream
         .synchronize()
         .map_err(|e| gpu.err("synchronizing after a copy to the device", e))?;
+    Ok(slice)
+}
+
+/// Copies host data to GPU `ordinal`.
+pub(crate) fn upload(ordinal: usize, data: &[f32]) -> Result<CudaBuffer> {
+    let gpu = gpu(ordinal)?;
+    let slice = copy_to_device(&gpu, data)?;
     Ok(CudaBuffer {
         gpu,
         slice,
@@ -262,34 +276,14 @@ impl CudaHalfBuffer {
 
     /// Copies the bits to the host (waits for the kernels writing them).
     pub(crate) fn download(&self) -> Result<Vec<u16>> {
-        if self.slice.is_empty() {
-            return Ok(Vec::new());
-        }
-        let v = self
-            .gpu
-            .stream
-            .clone_dtoh(&self.slice)
-            .map_err(|e| self.gpu.err("copying to the host", e))?;
-        self.gpu
-            .stream
-            .synchronize()
-            .map_err(|e| self.gpu.err("synchronizing after a copy to the host", e))?;
-        Ok(v)
+        copy_to_host(&self.gpu, &self.slice)
     }
 }
 
 /// Copies 2-byte elements to GPU `ordinal`.
 pub(crate) fn upload_half(ordinal: usize, bits: &[u16]) -> Result<CudaHalfBuffer> {
     let gpu = gpu(ordinal)?;
-    let slice = if bits.is_empty() {
-        gpu.stream.null::<u16>()
-    } else {
-        gpu.stream.clone_htod(bits)
-    }
-    .map_err(|e| gpu.err("copying to the device", e))?;
-    gpu.stream
-        .synchronize()
-        .map_err(|e| gpu.err("synchronizing after a copy to the device", e))?;
+    let slice = copy_to_device(&gpu, bits)?;
     Ok(CudaHalfBuffer { gpu, slice })
 }
 
