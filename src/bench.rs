@@ -308,13 +308,10 @@ impl Peak {
             (&["H100"], 67.0),
             (&["A100"], 19.5),
         ];
-        table
-            .iter()
-            .find(|(keys, _)| keys.iter().all(|k| n.contains(k)))
-            .map(|&(_, tflops)| Peak {
-                tflops,
-                source: format!("FP32 datasheet peak of '{device_name}'"),
-            })
+        by_name(&n, table).map(|tflops| Peak {
+            tflops,
+            source: format!("FP32 datasheet peak of '{device_name}'"),
+        })
     }
 }
 
@@ -327,16 +324,14 @@ pub fn tensor_core_peak(device_name: &str, precision: Precision) -> Option<f64> 
     if n.contains("NVL") {
         return None;
     }
-    // (name keys, TF32, BF16/FP16); most specific first.
-    let table: &[(&[&str], f64, f64)] = &[
-        (&["H200"], 494.7, 989.4),
-        (&["H100", "PCIE"], 378.0, 756.0),
-        (&["H100"], 494.7, 989.4),
-        (&["A100"], 156.0, 312.0),
+    // (name keys, (TF32, BF16/FP16)); most specific first.
+    let table: &[(&[&str], (f64, f64))] = &[
+        (&["H200"], (494.7, 989.4)),
+        (&["H100", "PCIE"], (378.0, 756.0)),
+        (&["H100"], (494.7, 989.4)),
+        (&["A100"], (156.0, 312.0)),
     ];
-    let &(_, tf32, half) = table
-        .iter()
-        .find(|(keys, _, _)| keys.iter().all(|k| n.contains(k)))?;
+    let (tf32, half) = by_name(&n, table)?;
     match precision {
         Precision::F32 => None,
         Precision::TF32 => Some(tf32),
@@ -358,10 +353,16 @@ pub fn memory_bandwidth(device_name: &str) -> Option<f64> {
         (&["A100", "80GB"], 2.039),
         (&["A100"], 1.555),
     ];
+    by_name(&n, table)
+}
+
+/// The value of the first row of `table` whose name keys all occur in the
+/// upper-case device name `n`.
+fn by_name<T: Copy>(n: &str, table: &[(&[&str], T)]) -> Option<T> {
     table
         .iter()
         .find(|(keys, _)| keys.iter().all(|k| n.contains(k)))
-        .map(|&(_, tbs)| tbs)
+        .map(|&(_, v)| v)
 }
 
 /// The generator/train network setting.
