@@ -61,7 +61,8 @@ pub(crate) fn grid_sample_affine(
     }
     if hw[0] * hw[1] == 0 {
         // Every neighbour is outside an empty plane.
-        return zero(y, total, device);
+        zero(&mut y, total, device)?;
+        return Ok(y.into_storage());
     }
     let (xin, tin) = (InBuf::new(x, device)?, InBuf::new(theta, device)?);
     let mut args = Args::new();
@@ -82,7 +83,7 @@ pub(crate) fn grid_sample_affine(
 }
 
 /// Fills `total` floats of `y` with zeros.
-fn zero(mut y: super::OutBuf, total: usize, device: Device) -> Result<Storage> {
+fn zero(y: &mut super::OutBuf, total: usize, device: Device) -> Result<()> {
     let mut args = Args::new();
     args.push(y.ptr()).push(total as i64);
     // SAFETY: matches grid_sample_zero's parameters; y holds `total` floats.
@@ -95,7 +96,7 @@ fn zero(mut y: super::OutBuf, total: usize, device: Device) -> Result<Storage> {
             &mut args,
         )?
     };
-    Ok(y.into_storage())
+    Ok(())
 }
 
 /// The input gradient `gx [n, c, h, w]` of `grid_sample_affine` for the
@@ -116,20 +117,12 @@ pub(crate) fn grid_sample_affine_input_grad(
         hw,
         ohw,
     )?;
-    let gx = alloc(device, total_in)?;
+    let mut gx = alloc(device, total_in)?;
     if total_in == 0 {
         return Ok(gx.into_storage());
     }
-    let mut gx = match zero(gx, total_in, device)? {
-        // The zeroed buffer goes on as the accumulation target.
-        Storage::Cpu(v) => super::OutBuf::Host(v),
-        Storage::Cuda(b) => super::OutBuf::Cuda(b),
-        Storage::Half(_) => {
-            return Err(crate::Error::Internal(
-                "grid_sample: the zeroed f32 buffer came back as 2-byte storage".into(),
-            ))
-        }
-    };
+    // The zeroed buffer is the accumulation target of the scatter.
+    zero(&mut gx, total_in, device)?;
     if total_out > 0 {
         let (gin, tin) = (InBuf::new(g, device)?, InBuf::new(theta, device)?);
         let mut args = Args::new();
