@@ -597,6 +597,18 @@ impl Trainer {
         let gamma = opts.gamma.unwrap_or(t.r1_gamma);
         let ema_kimg = opts.ema_kimg.unwrap_or(t.ema_kimg);
         let ema_rampup = t.ema_rampup;
+        let glr = opts.glr.unwrap_or(t.lr);
+        let dlr = opts.dlr.or(t.dlr).unwrap_or(t.lr);
+        // The snapshots record what this run trains with, not the preset's
+        // defaults, so that `info` shows it and a resumed run continues
+        // with the same batch, learning rates, γ and EMA unless told
+        // otherwise.
+        {
+            let t = &mut config.training;
+            (t.batch, t.r1_gamma, t.ema_kimg, t.lr) = (batch, gamma, ema_kimg, glr);
+            t.dlr = (dlr != glr).then_some(dlr);
+        }
+        let t = &config.training;
 
         let mut rng = crate::rng(opts.seed);
         let g = Generator::new(&config.generator, &mut rng, device)?;
@@ -606,11 +618,11 @@ impl Trainer {
 
         let opt_g = Adam::new(
             g.parameters(),
-            AdamConfig::stylegan2(opts.glr.unwrap_or(t.lr)).lazy(G_REG_INTERVAL),
+            AdamConfig::stylegan2(glr).lazy(G_REG_INTERVAL),
         )?;
         let opt_d = Adam::new(
             d.parameters(),
-            AdamConfig::stylegan2(opts.dlr.or(t.dlr).unwrap_or(t.lr)).lazy(D_REG_INTERVAL),
+            AdamConfig::stylegan2(dlr).lazy(D_REG_INTERVAL),
         )?;
         let augment = augmentation(&opts, channels, res)?;
         let mut loss = StyleGAN2Loss::new(
