@@ -182,13 +182,15 @@ fn official_flag_names_and_their_old_aliases() {
             "{f}"
         );
     }
-    for flag in ["--cfg", "--preset"] {
-        let o = run(&["bench", flag, "nope", "--device", "cpu"], &dir);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            o.status.code() == Some(1) && err.contains("unknown preset"),
-            "{err}"
-        );
+    for sub in ["bench", "train"] {
+        for flag in ["--cfg", "--preset"] {
+            let o = run(&[sub, flag, "nope", "--device", "cpu"], &dir);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.code() == Some(1) && err.contains("unknown preset"),
+                "{sub} {flag}: {err}"
+            );
+        }
     }
     // The no-GPU note: one line, only for --device auto falling back.
     let o = run(&["info", "a.safetensors"], &dir);

@@ -43,7 +43,7 @@ enum Command {
         data: String,
         /// Network preset: tiny, stylegan2, paper256, paper512, paper1024,
         /// cifar or auto [default: tiny, or the resumed snapshot's].
-        #[arg(long = "cfg")]
+        #[arg(long = "cfg", visible_alias = "preset")]
         cfg: Option<String>,
         /// Resolution of the synthetic data (a folder's images set their own,
         /// which this must match) [default: 32].
