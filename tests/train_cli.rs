@@ -234,6 +234,13 @@ fn a_long_run_prints_its_estimated_duration() {
         last.starts_with("estimated ") && last.contains(" s/kimg on cpu") && last.contains("days"),
         "{seen:?}"
     );
+    // It says what would shorten it: a GPU; not the preset it already has.
+    assert!(
+        last.contains("Ctrl-C stops it")
+            && last.contains("--device cuda")
+            && !last.contains("--cfg tiny"),
+        "{last}"
+    );
 }
 
 /// A snapshot records the batch, learning rates, γ and EMA the run trained

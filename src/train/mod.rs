@@ -1103,12 +1103,22 @@ impl Trainer {
         } else {
             (left / 3600.0, "hours")
         };
+        // What would make it shorter: a GPU, the preset made for CPUs.
+        let mut faster = Vec::new();
+        if !matches!(self.opts.device, Device::Cuda(_)) {
+            faster.push("a GPU (--device cuda)");
+        }
+        if self.config.preset != "tiny" {
+            faster.push("--cfg tiny (minutes on a CPU)");
+        }
+        faster.push("a smaller --kimg");
         say(
             bar,
             format!(
-                "estimated {per_kimg:.0} s/kimg on {} from the first step: the {:.3} kimg left would take about {amount:.1} {unit}",
+                "estimated {per_kimg:.0} s/kimg on {} from the first step: the {:.3} kimg left would take about {amount:.1} {unit}; Ctrl-C stops it (shorter: {})",
                 self.opts.device,
-                total.saturating_sub(self.cur_nimg) as f64 / 1000.0
+                total.saturating_sub(self.cur_nimg) as f64 / 1000.0,
+                faster.join(", ")
             ),
         );
     }
