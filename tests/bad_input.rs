@@ -586,3 +586,47 @@ fn the_checked_writer_commits_whole_files_only() {
     assert!(e.contains("a.txt"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A folder of non-square images, or of two sizes, is refused naming both
+/// the file and what makes a usable dataset (`stylegan2 dataset`).
+#[test]
+fn non_square_and_mixed_size_folders_say_how_to_fix_them() {
+    let dir = tmpdir("shapes");
+    for (name, w, h) in [("sq", 16, 16), ("wide", 32, 16), ("big", 32, 32)] {
+        let sub = dir.join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        for i in 0..2u8 {
+            image::RgbImage::from_pixel(16, 16, image::Rgb([i * 90, 20, 200]))
+                .save(sub.join(format!("a{i}.png")))
+                .unwrap();
+        }
+        if name != "sq" {
+            image::RgbImage::from_pixel(w, h, image::Rgb([9, 9, 9]))
+                .save(sub.join("odd.png"))
+                .unwrap();
+        }
+    }
+    let o = bin(&["train", "--data", "wide", "--device", "cpu"], &dir);
+    assert_refused(
+        &o,
+        &[
+            "odd.png",
+            "32×16",
+            "must be square",
+            "stylegan2 dataset --transform center-crop",
+        ],
+        "non-square",
+    );
+    let o = bin(&["train", "--data", "big", "--device", "cpu"], &dir);
+    assert_refused(
+        &o,
+        &[
+            "odd.png",
+            "32×32",
+            "one size",
+            "stylegan2 dataset --resolution",
+        ],
+        "mixed sizes",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

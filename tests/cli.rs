@@ -182,13 +182,15 @@ fn official_flag_names_and_their_old_aliases() {
             "{f}"
         );
     }
-    for flag in ["--cfg", "--preset"] {
-        let o = run(&["bench", flag, "nope", "--device", "cpu"], &dir);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            o.status.code() == Some(1) && err.contains("unknown preset"),
-            "{err}"
-        );
+    for sub in ["bench", "train"] {
+        for flag in ["--cfg", "--preset"] {
+            let o = run(&[sub, flag, "nope", "--device", "cpu"], &dir);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.code() == Some(1) && err.contains("unknown preset"),
+                "{sub} {flag}: {err}"
+            );
+        }
     }
     // The no-GPU note: one line, only for --device auto falling back.
     let o = run(&["info", "a.safetensors"], &dir);
@@ -282,5 +284,181 @@ fn augment_writes_a_grid_of_draws_and_names_bad_flags() {
     let o = run(&["train", "--aug", "sometimes", "--kimg", "0.004"], &dir);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("sometimes"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every option and argument of every subcommand says in `--help` what it
+/// is (a bare `[default: auto]` tells a newcomer nothing).
+#[test]
+fn every_flag_has_a_description_in_help() {
+    let dir = std::env::temp_dir();
+    let subs = [
+        "train",
+        "augment",
+        "dataset",
+        "bench",
+        "init",
+        "generate",
+        "style-mix",
+        "info",
+        "convert",
+        "metric",
+    ];
+    let mut bare = Vec::new();
+    for sub in subs {
+        let o = run(&[sub, "--help"], &dir);
+        assert!(o.status.success(), "{sub} --help");
+        let help = String::from_utf8_lossy(&o.stdout).to_string();
+        let mut entries = 0;
+        for line in help.lines().map(str::trim_start) {
+            if !(line.starts_with('-') || line.starts_with('<')) || line.starts_with("-h, --help") {
+                continue;
+            }
+            entries += 1;
+            // `--flag <VALUE>` (or `<ARG>`), then two or more spaces and the text.
+            let text = line.split_once("  ").map_or("", |(_, t)| t.trim());
+            let mut words = text.to_string();
+            // Strip the `[default: …]` and `[alias: …]` clap appends.
+            while let (Some(a), Some(b)) = (words.rfind('['), words.rfind(']')) {
+                if a > b || !words[a..].starts_with("[default") && !words[a..].starts_with("[alias")
+                {
+                    break;
+                }
+                words.replace_range(a..=b, "");
+                words = words.trim().to_string();
+            }
+            if words.is_empty() {
+                bare.push(format!("{sub}: {line}"));
+            }
+        }
+        assert!(entries > 0, "{sub}: no options found in {help}");
+    }
+    assert!(
+        bare.is_empty(),
+        "without a description:\n{}",
+        bare.join("\n")
+    );
+}
+
+/// A value that starts with `-` reaches the flag's own parser, which takes
+/// it (`--trunc -0.5`: ψ is within [-10, 10]) or says why not, instead of
+/// clap's "unexpected argument '-1' found"; `--class` errors name the flag.
+#[test]
+fn negative_values_reach_their_parser_and_class_errors_name_the_flag() {
+    let dir = std::env::temp_dir().join(format!("stylegan2-cli-neg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = run(
+        &["init", "--resolution", "16", "--out", "w.safetensors"],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(
+        &[
+            "generate",
+            "--network",
+            "w.safetensors",
+            "--seeds",
+            "0",
+            "--trunc",
+            "-0.5",
+            "--device",
+            "cpu",
+            "--outdir",
+            "neg",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.join("neg").join("seed0000.png").exists());
+    let refused = |args: &[&str], code: i32, needles: &[&str]| {
+        let o = run(args, &dir);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: '{n}' not in {err}");
+        }
+    };
+    refused(
+        &["train", "--kimg", "-1", "--device", "cpu"],
+        2,
+        &["--kimg", "must be positive"],
+    );
+    refused(
+        &["train", "--snap-kimg", "-1", "--device", "cpu"],
+        2,
+        &["--snap-kimg", "outside"],
+    );
+    refused(
+        &[
+            "generate",
+            "--network",
+            "w.safetensors",
+            "--seeds",
+            "-3",
+            "--outdir",
+            "x",
+        ],
+        1,
+        &["--seeds", "'-3'"],
+    );
+    refused(
+        &[
+            "generate",
+            "--network",
+            "w.safetensors",
+            "--seeds",
+            "0",
+            "--class",
+            "2",
+            "--device",
+            "cpu",
+            "--outdir",
+            "x",
+        ],
+        1,
+        &["error: --class:", "unconditional", "leave --class out"],
+    );
+    // An unknown flag is still refused as one.
+    let o = run(&["train", "--frobnicate"], &dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(2) && err.contains("unexpected argument '--frobnicate'"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Output into a pipe that the reader closed (`stylegan2 info x | head -1`)
+/// ends the process quietly, as other command-line tools do, instead of a
+/// "failed printing to stdout" panic with a backtrace.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    let dir = std::env::temp_dir().join(format!("stylegan2-cli-pipe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = run(
+        &["init", "--resolution", "16", "--out", "w.safetensors"],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stylegan2"))
+        .args(["info", "w.safetensors"])
+        .current_dir(&dir)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before `info` has read the file and printed.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("panicked") && o.status.code() != Some(101),
+        "{:?}: {err}",
+        o.status
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -234,4 +234,105 @@ fn a_long_run_prints_its_estimated_duration() {
         last.starts_with("estimated ") && last.contains(" s/kimg on cpu") && last.contains("days"),
         "{seen:?}"
     );
+    // It says what would shorten it: a GPU; not the preset it already has.
+    assert!(
+        last.contains("Ctrl-C stops it")
+            && last.contains("--device cuda")
+            && !last.contains("--cfg tiny"),
+        "{last}"
+    );
+}
+
+/// A snapshot records the batch, learning rates, γ and EMA the run trained
+/// with (not the preset's defaults), so `info` shows them and a resumed
+/// run keeps them unless told otherwise. Before, a `--batch 4` run resumed
+/// at the preset's batch 16.
+#[test]
+fn a_resumed_run_keeps_its_batch_and_learning_rates() {
+    let dir = std::env::temp_dir().join(format!("stylegan2-train-keep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let common = [
+        "--data",
+        "synthetic:16",
+        "--resolution",
+        "16",
+        "--grid",
+        "1",
+        "--metrics",
+        "none",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--outdir",
+        "runs",
+    ];
+    let mut first = vec![
+        "train",
+        "--batch",
+        "4",
+        "--glr",
+        "0.002",
+        "--dlr",
+        "0.001",
+        "--gamma",
+        "0.5",
+        "--ema-kimg",
+        "0.5",
+        "--kimg",
+        "0.008",
+    ];
+    first.extend(common);
+    let o = run(&first, &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snap =
+        dir.join("runs/00000-synthetic-tiny-16-batch4/network-snapshot-00000008.safetensors");
+    let o = run(&["info", snap.to_str().unwrap()], &dir);
+    let info = String::from_utf8_lossy(&o.stdout).to_string();
+    for want in [
+        "\"batch\": 4,",
+        "\"lr\": 0.002,",
+        "\"dlr\": 0.001,",
+        "\"r1_gamma\": 0.5,",
+        "\"ema_kimg\": 0.5,",
+    ] {
+        assert!(info.contains(want), "{want} not in {info}");
+    }
+
+    let mut resume = vec![
+        "train",
+        "--resume",
+        snap.to_str().unwrap(),
+        "--kimg",
+        "0.016",
+    ];
+    resume.extend(common);
+    let o = run(&resume, &dir);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run_dir = dir.join("runs/00001-synthetic-tiny-16-batch4");
+    let opts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("training_options.json")).unwrap())
+            .unwrap();
+    assert_eq!(opts["batch"], 4, "{opts}");
+    assert_eq!(opts["glr"], 0.002, "{opts}");
+    assert_eq!(opts["dlr"], 0.001, "{opts}");
+    assert_eq!(opts["r1_gamma"], 0.5, "{opts}");
+    assert_eq!(opts["ema_kimg"], 0.5, "{opts}");
+    // 8 more images at batch 4: steps 2 and 3.
+    let o = run(
+        &[
+            "info",
+            run_dir
+                .join("network-snapshot-00000016.safetensors")
+                .to_str()
+                .unwrap(),
+        ],
+        &dir,
+    );
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        info.contains("training progress: 0.016 kimg (16 images shown), step 4,"),
+        "{info}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,6 +1,6 @@
 //! The `stylegan2` command line.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use stylegan2::augment::preview::augment_grid;
@@ -43,7 +43,7 @@ enum Command {
         data: String,
         /// Network preset: tiny, stylegan2, paper256, paper512, paper1024,
         /// cifar or auto [default: tiny, or the resumed snapshot's].
-        #[arg(long = "cfg")]
+        #[arg(long = "cfg", visible_alias = "preset")]
         cfg: Option<String>,
         /// Resolution of the synthetic data (a folder's images set their own,
         /// which this must match) [default: 32].
@@ -169,8 +169,10 @@ enum Command {
         /// Rows of augmented copies.
         #[arg(long, default_value_t = 7, value_parser = flags::usize_in(1, 64))]
         draws: usize,
+        /// Seed of synthetic data and of the augmentation draws.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// cpu, auto (the GPU if one is found, else the CPU), cuda, cuda:N or sim.
         #[arg(long, default_value = "cpu")]
         device: String,
         /// The grid PNG to write.
@@ -245,6 +247,7 @@ enum Command {
         /// stylegan2, paper256, paper512, paper1024, cifar, auto or tiny.
         #[arg(long = "cfg", visible_alias = "preset", default_value = "tiny")]
         cfg: String,
+        /// Image resolution, a power of two from 4 to 1024.
         #[arg(long, default_value_t = 32, value_parser = flags::resolution)]
         resolution: usize,
         /// Image channels: 1 (gray) or 3 (RGB).
@@ -253,6 +256,7 @@ enum Command {
         /// Label dimensions (0: unconditional).
         #[arg(long, default_value_t = 0, value_parser = flags::usize_in(0, 65536))]
         c_dim: usize,
+        /// Seed of the initial weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// The network file to write (.safetensors).
@@ -284,6 +288,7 @@ enum Command {
         /// images of an official network with --noise-mode const).
         #[arg(long, default_value = "crate")]
         latents: String,
+        /// auto (the GPU if one is found, else the CPU), cpu, cuda, cuda:N or sim.
         #[arg(long, default_value = "auto")]
         device: String,
         /// Directory of the PNGs (created).
@@ -308,13 +313,16 @@ enum Command {
         /// Truncation ψ (1: none), within [-10, 10].
         #[arg(long, default_value_t = 1.0, value_parser = flags::f32_in(-10.0, 10.0))]
         trunc: f32,
+        /// const, random or none.
         #[arg(long, default_value = "const")]
         noise_mode: String,
+        /// Class of a conditional generator.
         #[arg(long, value_parser = flags::usize_in(0, 1 << 20))]
         class: Option<usize>,
         /// Latent of a seed: crate or numpy (the official style_mixing.py's).
         #[arg(long, default_value = "crate")]
         latents: String,
+        /// auto (the GPU if one is found, else the CPU), cpu, cuda, cuda:N or sim.
         #[arg(long, default_value = "auto")]
         device: String,
         /// The figure's PNG file.
@@ -324,6 +332,7 @@ enum Command {
     /// Print a network file's configuration, parameter counts and, for a
     /// training snapshot, its progress.
     Info {
+        /// A network file, training snapshot or NVIDIA .pkl.
         #[arg(value_parser = flags::path)]
         file: PathBuf,
     },
@@ -361,6 +370,7 @@ enum Command {
         /// Images per generator call.
         #[arg(long, default_value_t = stylegan2::metrics::DEFAULT_BATCH, value_parser = flags::usize_in(1, flags::MAX_BATCH))]
         batch: usize,
+        /// auto (the GPU if one is found, else the CPU), cpu, cuda, cuda:N or sim.
         #[arg(long, default_value = "auto")]
         device: String,
         /// Skip images of --data that cannot be decoded (counted) instead of
@@ -373,11 +383,58 @@ enum Command {
     },
 }
 
+/// Restores the default action of SIGPIPE (end the process quietly), which
+/// the Rust runtime sets to "ignore": otherwise `stylegan2 info x | head`
+/// panics with "failed printing to stdout: Broken pipe" and a backtrace
+/// when `head` closes the pipe, where other command-line tools just stop.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    {
+        const SIGPIPE: i32 = 13; // Linux and macOS alike.
+        const SIG_DFL: usize = 0;
+        extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        // SAFETY: `signal` from the C library, with a valid signal number
+        // and SIG_DFL, before any other thread exists.
+        unsafe {
+            signal(SIGPIPE, SIG_DFL);
+        }
+    }
+}
+
+/// The command line, where a value that looks like a negative number
+/// (`--trunc -0.5`, `--kimg -1`) is taken as the flag's value, so its
+/// parser accepts it or says why not, instead of clap reporting an
+/// "unexpected argument '-1'".
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in subs {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            let ids: Vec<clap::Id> = sub
+                .get_arguments()
+                .filter(|a| a.get_action().takes_values())
+                .map(|a| a.get_id().clone())
+                .collect();
+            ids.into_iter().fold(sub, |sub, id| {
+                sub.mut_arg(id, |a| a.allow_negative_numbers(true))
+            })
+        });
+    }
+    cmd
+}
+
 /// The most images per set of a metric.
 const MAX_METRIC_IMAGES: usize = 1 << 20;
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    default_sigpipe();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("stylegan2: error: {e}");

@@ -442,7 +442,8 @@ impl ImageFolder {
             let what = files.file_name(i);
             if w != h {
                 return Err(Error::Io(format!(
-                    "{what}: image is {w}×{h}; training images must be square"
+                    "{what}: image is {w}×{h}; training images must be square \\
+                     (`stylegan2 dataset --transform center-crop --resolution N` makes them so)"
                 )));
             }
             match &first {
@@ -452,7 +453,8 @@ impl ImageFolder {
                 }
                 Some((r, f)) if *r != w => {
                     return Err(Error::Io(format!(
-                    "{what}: image is {w}×{w}, but {f} is {r}×{r}; all images must have one size"
+                    "{what}: image is {w}×{w}, but {f} is {r}×{r}; all images must have one size \\
+                     (`stylegan2 dataset --resolution N` resizes them)"
                 )))
                 }
                 Some(_) => {}

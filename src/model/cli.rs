@@ -67,19 +67,22 @@ pub fn class_label(g: &Generator, class: Option<usize>, device: Device) -> Resul
     match (c_dim, class) {
         (0, None) => Ok(None),
         (0, Some(c)) => invalid(
-            "class",
-            format!("--class {c} given, but the generator is unconditional"),
+            "--class",
+            format!("{c} given, but the generator is unconditional: leave --class out"),
         ),
         (_, None) => invalid(
-            "class",
+            "--class",
             format!(
-                "the generator is conditional: --class 0..{} is required",
+                "the generator is conditional: give --class 0..{}",
                 c_dim - 1
             ),
         ),
         (_, Some(c)) if c >= c_dim => invalid(
-            "class",
-            format!("--class {c} out of range: the generator has {c_dim} classes"),
+            "--class",
+            format!(
+                "{c} out of range: the generator has {c_dim} classes (0..{})",
+                c_dim - 1
+            ),
         ),
         (_, Some(c)) => {
             let mut v = vec![0.0; c_dim];

@@ -597,6 +597,18 @@ impl Trainer {
         let gamma = opts.gamma.unwrap_or(t.r1_gamma);
         let ema_kimg = opts.ema_kimg.unwrap_or(t.ema_kimg);
         let ema_rampup = t.ema_rampup;
+        let glr = opts.glr.unwrap_or(t.lr);
+        let dlr = opts.dlr.or(t.dlr).unwrap_or(t.lr);
+        // The snapshots record what this run trains with, not the preset's
+        // defaults, so that `info` shows it and a resumed run continues
+        // with the same batch, learning rates, γ and EMA unless told
+        // otherwise.
+        {
+            let t = &mut config.training;
+            (t.batch, t.r1_gamma, t.ema_kimg, t.lr) = (batch, gamma, ema_kimg, glr);
+            t.dlr = (dlr != glr).then_some(dlr);
+        }
+        let t = &config.training;
 
         let mut rng = crate::rng(opts.seed);
         let g = Generator::new(&config.generator, &mut rng, device)?;
@@ -606,11 +618,11 @@ impl Trainer {
 
         let opt_g = Adam::new(
             g.parameters(),
-            AdamConfig::stylegan2(opts.glr.unwrap_or(t.lr)).lazy(G_REG_INTERVAL),
+            AdamConfig::stylegan2(glr).lazy(G_REG_INTERVAL),
         )?;
         let opt_d = Adam::new(
             d.parameters(),
-            AdamConfig::stylegan2(opts.dlr.or(t.dlr).unwrap_or(t.lr)).lazy(D_REG_INTERVAL),
+            AdamConfig::stylegan2(dlr).lazy(D_REG_INTERVAL),
         )?;
         let augment = augmentation(&opts, channels, res)?;
         let mut loss = StyleGAN2Loss::new(
@@ -1091,12 +1103,22 @@ impl Trainer {
         } else {
             (left / 3600.0, "hours")
         };
+        // What would make it shorter: a GPU, the preset made for CPUs.
+        let mut faster = Vec::new();
+        if !matches!(self.opts.device, Device::Cuda(_)) {
+            faster.push("a GPU (--device cuda)");
+        }
+        if self.config.preset != "tiny" {
+            faster.push("--cfg tiny (minutes on a CPU)");
+        }
+        faster.push("a smaller --kimg");
         say(
             bar,
             format!(
-                "estimated {per_kimg:.0} s/kimg on {} from the first step: the {:.3} kimg left would take about {amount:.1} {unit}",
+                "estimated {per_kimg:.0} s/kimg on {} from the first step: the {:.3} kimg left would take about {amount:.1} {unit}; Ctrl-C stops it (shorter: {})",
                 self.opts.device,
-                total.saturating_sub(self.cur_nimg) as f64 / 1000.0
+                total.saturating_sub(self.cur_nimg) as f64 / 1000.0,
+                faster.join(", ")
             ),
         );
     }
