@@ -26,6 +26,7 @@
 use crate::autograd::{self, Backward};
 use crate::backend::cuda::modconv as cuda;
 use crate::device::Device;
+use crate::dtype::DType;
 use crate::error::{invalid, shape_err, Error, Result};
 use crate::ops::bias_act::{bias_act, Act, BiasAct};
 use crate::ops::conv::{conv2d, conv2d_input_grad, Conv2d};
@@ -443,6 +444,8 @@ fn composed(
     p: ModConv,
     epi: &Epilogue,
 ) -> Result<Tensor> {
+    // The composed ops compute on F32 (an F16 input, differentiably widened).
+    let x = &x.to_dtype(DType::F32)?;
     let mut y = modulated_conv2d(x, weight, styles, filter, p, ModConvPath::Unfused)?;
     if let Some((noise, strength)) = epi.noise {
         y = noise_inject(&y, noise, strength)?;
@@ -692,6 +695,12 @@ impl Backward for FusedModConvOp {
         "modulated_conv2d_fused"
     }
 
+    /// F16 for x (an FP16 block's activations, read by the `_xh` kernels as
+    /// they are); `modulated_conv2d_fused` keeps the other inputs F32.
+    fn supports(&self, dtype: DType) -> bool {
+        matches!(dtype, DType::F32 | DType::F16)
+    }
+
     fn backward(&self, inputs: &[Tensor], y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         if autograd::is_grad_enabled() {
             self.composed_backward(inputs, g)
@@ -786,7 +795,10 @@ impl FusedModConvOp {
             device,
         )?;
 
-        let (xs, ss, ws) = (x.storage(), s.storage(), w.storage());
+        // An F16 x widened once for the backward kernels (a temporary: the
+        // graph keeps only the F16 tensor).
+        let xw = x.to_dtype(DType::F32)?;
+        let (xs, ss, ws) = (xw.storage(), s.storage(), w.storage());
         let fst = self.f2.as_ref().map(|f| f.storage());
         let mut dx = None;
         let mut ds = None;
@@ -819,7 +831,7 @@ impl FusedModConvOp {
                         self.p.precision,
                         device,
                     )?;
-                    dx = Some(t(r.y, x.dims().to_vec()));
+                    dx = Some(t(r.y, x.dims().to_vec()).to_dtype(x.dtype())?);
                     ds = r.dot.map(|v| t(v, vec![n, i]));
                 }
                 Some(f) => {
@@ -843,7 +855,7 @@ impl FusedModConvOp {
                         geo.zhw,
                         device,
                     )?;
-                    dx = Some(t(gx, x.dims().to_vec()));
+                    dx = Some(t(gx, x.dims().to_vec()).to_dtype(x.dtype())?);
                     ds = Some(t(gsty, vec![n, i]));
                 }
             }
@@ -951,6 +963,20 @@ pub fn modulated_conv2d_fused(
         all.push(f);
     }
     let device = Tensor::same_device(OP, &all)?;
+    // x may be F16 (the FP16 blocks' activations); the parameters and the
+    // epilogue's tensors are F32, as the official layers keep them.
+    if let Some(t) = all[1..].iter().find(|t| t.dtype() != DType::F32) {
+        return invalid(
+            OP,
+            format!(
+                "weight, styles, noise, bias and filter must be f32, got {}",
+                t.dtype()
+            ),
+        );
+    }
+    if !matches!(x.dtype(), DType::F32 | DType::F16) {
+        return invalid(OP, format!("input x is {}: f32 or f16 expected", x.dtype()));
+    }
     if device == Device::Cpu {
         return composed(x, weight, styles, filter, p, epi);
     }
