@@ -36,11 +36,16 @@ __device__ __forceinline__ float mc_act_grad(float dy, float y, int act, float a
 // (flip_filter = false), times fir_gain. (zy, zx) must be inside Z.
 // UP, FH, FW > 0 fix up and the filter size at compile time (the 3×3 up-2
 // layer's [1,3,3,1] filter); 0 takes the run-time values.
-template <int UP = 0, int FH = 0, int FW = 0>
-__device__ __forceinline__ float mc_stage(const float* __restrict__ xp, int H, int W, int zy, int zx,
+// XT is float, or unsigned short for F16 storage (the bits of an FP16
+// block's activations, widened exactly as they are read).
+__device__ __forceinline__ float mc_ld(float v) { return v; }
+__device__ __forceinline__ float mc_ld(unsigned short h) { return half_bits_to_float(h, TC_F16); }
+
+template <int UP = 0, int FH = 0, int FW = 0, typename XT = float>
+__device__ __forceinline__ float mc_stage(const XT* __restrict__ xp, int H, int W, int zy, int zx,
                                           float scale, const float* __restrict__ fir, int fh_rt,
                                           int fw_rt, int up_rt, int p0y, int p0x, float fir_gain) {
-  if (fir == nullptr) return xp[(long long)zy * W + zx] * scale;
+  if (fir == nullptr) return mc_ld(xp[(long long)zy * W + zx]) * scale;
   const int up = UP > 0 ? UP : up_rt, fh = FH > 0 ? FH : fh_rt, fw = FW > 0 ? FW : fw_rt;
   // Filter position j reads the upsampled signal at z + j − p0: input pixel
   // (z + j − p0) / up when that divides exactly; the tap is f[fh − 1 − j].
@@ -56,13 +61,13 @@ __device__ __forceinline__ float mc_stage(const float* __restrict__ xp, int H, i
     const int iy = qy / up;
     if (iy >= H) break;
     const float* frow = fir + (fh - 1 - jy) * fw;
-    const float* xrow = xp + (long long)iy * W;
+    const XT* xrow = xp + (long long)iy * W;
     for (int jx = jx0; jx < fw; jx += up) {
       const int qx = qx0 + jx;
       if (qx < 0) continue;
       const int ix = qx / up;
       if (ix >= W) break;
-      acc += xrow[ix] * frow[fw - 1 - jx];
+      acc += mc_ld(xrow[ix]) * frow[fw - 1 - jx];
     }
   }
   return acc * fir_gain * scale;

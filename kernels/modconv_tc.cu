@@ -42,9 +42,11 @@ extern "C" __global__ void modconv_tc_weight(unsigned char* __restrict__ wt, con
   }
 }
 
-template <int FMT, int KH, int KW, int UP = 0, int FH = 0, int FW = 0>
+// XT: the input's element type, float or unsigned short (F16 storage of an
+// FP16 block, read directly: no widened copy of the activations).
+template <int FMT, int KH, int KW, int UP = 0, int FH = 0, int FW = 0, typename XT = float>
 __device__ __forceinline__ void mc_tc_fwd_impl(
-    float* __restrict__ y, const float* __restrict__ x, const float* __restrict__ in_scale,
+    float* __restrict__ y, const XT* __restrict__ x, const float* __restrict__ in_scale,
     const unsigned char* __restrict__ wt, const float* __restrict__ fir, int fh, int fw, int up, int p0y,
     int p0x, float fir_gain, int C, int H, int W, int M, int ZH, int ZW, int cpy, int cpx, int OH, int OW,
     int Cpad, const McEpi& e) {
@@ -195,11 +197,12 @@ __device__ __forceinline__ void mc_tc_fwd_impl(
   }
 }
 
-#define MC_TC_PARAMS                                                                                 \
-  float *__restrict__ y, const float *__restrict__ x, const float *__restrict__ in_scale,            \
+#define MC_TC_PARAMS_X(XT)                                                                           \
+  float *__restrict__ y, const XT *__restrict__ x, const float *__restrict__ in_scale,               \
       const unsigned char *__restrict__ wt, const float *__restrict__ fir, int fh, int fw, int up,    \
       int p0y, int p0x, float fir_gain, int C, int H, int W, int M, int kh, int kw, int ZH, int ZW,   \
       int cpy, int cpx, int OH, int OW, int Cpad, McEpi e
+#define MC_TC_PARAMS MC_TC_PARAMS_X(float)
 #define MC_TC_ARGS \
   y, x, in_scale, wt, fir, fh, fw, up, p0y, p0x, fir_gain, C, H, W, M, ZH, ZW, cpy, cpx, OH, OW, Cpad, e
 
@@ -237,4 +240,19 @@ extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_3x3_u
 }
 extern "C" __global__ void __launch_bounds__(MC_THREADS, 2) modconv_tc_fwd_1x1_f16(MC_TC_PARAMS) {
   mc_tc_fwd_impl<TC_F16, 1, 1>(MC_TC_ARGS);
+}
+// FP16 operands read from F16 storage (`_xh`: the FP16 blocks of mixed
+// precision): the same products as the `_f16` kernels on the widened input,
+// since F16 → FP32 → F16 is exact.
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2)
+    modconv_tc_fwd_3x3_f16_xh(MC_TC_PARAMS_X(unsigned short)) {
+  mc_tc_fwd_impl<TC_F16, 3, 3, 0, 0, 0, unsigned short>(MC_TC_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2)
+    modconv_tc_fwd_3x3_up2_f4_f16_xh(MC_TC_PARAMS_X(unsigned short)) {
+  mc_tc_fwd_impl<TC_F16, 3, 3, 2, 4, 4, unsigned short>(MC_TC_ARGS);
+}
+extern "C" __global__ void __launch_bounds__(MC_THREADS, 2)
+    modconv_tc_fwd_1x1_f16_xh(MC_TC_PARAMS_X(unsigned short)) {
+  mc_tc_fwd_impl<TC_F16, 1, 1, 0, 0, 0, unsigned short>(MC_TC_ARGS);
 }

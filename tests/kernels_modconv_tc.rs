@@ -368,3 +368,79 @@ fn tc_grouped_path_within_the_precision_bound() {
         }
     }
 }
+
+/// An FP16 block's activation reaches the fused op as F16 storage, which
+/// the `_xh` tensor-core kernels read as it is (no widened copy). Widening
+/// F16 to FP32 is exact and the FP16 operand of a widened value is that
+/// value, so the forward must equal, bit for bit, the same kernel on the
+/// widened input; the gradients must equal those of the widened run too
+/// (dL/dx as F16: the FP32 gradient rounded once, as a cast's backward
+/// rounds it), for the fast first-order backward and for the composed one
+/// (create_graph). One odd shape per case (batch 3 and 1, channels 3, 5,
+/// 67, 130, non-square).
+#[test]
+fn tc_forward_reads_f16_input_as_stored() {
+    use stylegan2::DType;
+    let shapes = [[3, 67, 5, 5, 3], [1, 5, 130, 3, 5], [3, 130, 3, 5, 7]];
+    for ((name, p), shape) in cases().into_iter().zip(shapes) {
+        let p = p.with_precision(Precision::F16);
+        let epi = Epilogue {
+            noise: None,
+            bias: None,
+            act: BiasAct {
+                act: Act::Lrelu { alpha: 0.2 },
+                gain: std::f32::consts::SQRT_2,
+                clamp: Some(0.9),
+            },
+        };
+        // Gradients of ⟨y, r⟩ w.r.t. (x, w, s), with x stored as `dtype`.
+        let run = |dtype: DType, create_graph: bool| -> Result<(Tensor, Vec<Tensor>)> {
+            let t = inputs(shape, p, Device::Sim)?;
+            // The same F16 values either way: widened, or as stored.
+            let x = t.x.to_dtype(DType::F16)?.to_dtype(dtype)?;
+            let y = modulated_conv2d_fused(&x, &t.w, &t.s, Some(&t.f), p, &epi)?;
+            let r = Tensor::from_vec(values(y.numel(), 78), y.dims().to_vec(), Device::Sim)?;
+            let wrt = [x.clone(), t.w.clone(), t.s.clone()];
+            let g = grad(std::slice::from_ref(&y), &wrt, Some(&[r]), create_graph)?;
+            assert_eq!(x.dtype(), dtype);
+            let g: Vec<Tensor> = g.into_iter().map(|g| g.expect("a gradient")).collect();
+            assert_eq!(g[0].dtype(), dtype, "{name}: dL/dx has the input's dtype");
+            Ok((y, g))
+        };
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v = t.to_dtype(DType::F32).unwrap().to_vec();
+            v.into_iter().map(f32::to_bits).collect()
+        };
+        for create_graph in [false, true] {
+            // The composed backward is slow on the simulator: one case.
+            if create_graph && p.up != 1 {
+                continue;
+            }
+            let what = format!("{name} {shape:?} f16 input, create_graph {create_graph}");
+            let (y16, g16) = run(DType::F16, create_graph).unwrap();
+            let (y32, g32) = run(DType::F32, create_graph).unwrap();
+            assert_eq!(bits(&y16), bits(&y32), "{what}: forward");
+            let dx32 = g32[0].to_dtype(DType::F16).unwrap();
+            assert_eq!(bits(&g16[0]), bits(&dx32), "{what}: dL/dx");
+            assert_eq!(bits(&g16[1]), bits(&g32[1]), "{what}: dL/dw");
+            assert_eq!(bits(&g16[2]), bits(&g32[2]), "{what}: dL/ds");
+        }
+    }
+}
+
+/// The fused op takes F16 only for x; F16 parameters are refused by name.
+#[test]
+fn fused_op_refuses_f16_parameters() {
+    use stylegan2::DType;
+    let p = ModConv::conv3x3().with_precision(Precision::F16);
+    let t = inputs([1, 3, 5, 5, 5], p, Device::Sim).unwrap();
+    let w16 = t.w.to_dtype(DType::F16).unwrap();
+    let Err(err) = modulated_conv2d_fused(&t.x, &w16, &t.s, None, p, &Epilogue::identity()) else {
+        panic!("an f16 weight is refused");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("modulated_conv2d_fused") && err.contains("f16"),
+        "{err}"
+    );
+}

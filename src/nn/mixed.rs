@@ -2,8 +2,9 @@
 //! `num_fp16_res`, training/networks.py).
 //!
 //! A block of the top `num_fp16_res` resolutions keeps its activations in
-//! F16 between layers (official `x.to(dtype)`); each layer widens its input
-//! for the kernels (exact), multiplies FP16 operands with FP32 accumulation
+//! F16 between layers (official `x.to(dtype)`); the synthesis layers' fused
+//! modulated convolution reads it as stored, the other layers widen it for
+//! the kernels (exact); each multiplies FP16 operands with FP32 accumulation
 //! (the modulated convolution's tensor-core kernels at `Precision::F16`; the
 //! plain convolutions on FP16-rounded weights, which is the same product),
 //! runs its epilogue (bias, activation, gain, `conv_clamp`) on the FP32

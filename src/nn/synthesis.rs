@@ -213,9 +213,15 @@ impl SynthesisLayer {
         let styles = self.affine.forward(w)?;
         ctx.record("affine", &styles);
         // A layer of an FP16 block (2-byte input, see `super::mixed`): FP16
-        // operands with the official safeguard, F16 result.
-        let (x, dtype) = super::mixed::widen(x)?;
-        let x = &x;
+        // operands with the official safeguard, F16 result. The fused kernel
+        // reads F16 x as it is; the other paths widen it.
+        let fused = path.resolve(x.device()) == ModConvPath::Fused;
+        let dtype = x.dtype();
+        let x = &if fused {
+            x.clone()
+        } else {
+            x.to_dtype(DType::F32)?
+        };
         let precision = super::mixed::conv_precision(dtype, precision);
         let (weight, styles) = if dtype == DType::F16 {
             super::mixed::fp16_prenormalize(&self.weight, &styles)?
@@ -250,7 +256,7 @@ impl SynthesisLayer {
             _ => None,
         };
         let act = self.activation.bias_act(gain, self.conv_clamp);
-        if path.resolve(x.device()) == ModConvPath::Fused {
+        if fused {
             // One kernel: modulation, conv, demodulation, noise, bias, lrelu, clamp.
             let epi = Epilogue {
                 noise: noise.as_ref().map(|(nz, st)| (nz, *st)),
@@ -297,11 +303,16 @@ impl ToRgb {
         let act = Activation::Linear.bias_act(1.0, self.conv_clamp);
         // In an FP16 block (2-byte input): FP16 operands, the result rounded
         // to F16 and widened (official `y.to(torch.float32)`): the image
-        // path is always F32.
-        let (x, dtype) = super::mixed::widen(x)?;
-        let x = &x;
+        // path is always F32. The fused kernel reads F16 x as it is.
+        let fused = path.resolve(x.device()) == ModConvPath::Fused;
+        let dtype = x.dtype();
+        let x = &if fused {
+            x.clone()
+        } else {
+            x.to_dtype(DType::F32)?
+        };
         let precision = super::mixed::conv_precision(dtype, precision);
-        let y = if path.resolve(x.device()) == ModConvPath::Fused {
+        let y = if fused {
             let epi = Epilogue {
                 noise: None,
                 bias: Some(&self.bias),

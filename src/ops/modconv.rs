@@ -26,6 +26,7 @@
 use crate::autograd::{self, Backward};
 use crate::backend::cuda::modconv as cuda;
 use crate::device::Device;
+use crate::dtype::DType;
 use crate::error::{invalid, shape_err, Error, Result};
 use crate::ops::bias_act::{bias_act, Act, BiasAct};
 use crate::ops::conv::{conv2d, conv2d_input_grad, Conv2d};
@@ -211,12 +212,12 @@ pub fn modulated_conv2d(
     }
     let [n, i, _, _] = check_inputs(OP, x, weight, styles)?;
     let (o, kh, kw) = (weight.dims()[0], weight.dims()[2], weight.dims()[3]);
-    // Up-sampling as the official conv2d_resample forms it: zero-insertion
-    // and FIR (gain up²) with padding widened by the filter, then a valid
-    // convolution, flipped unless `flip_weight`.
+    // Up-sampling as the official conv2d_resample's fast path forms it: a
+    // stride-2 transposed convolution on the input grid, then the FIR
+    // (`up2_transposed`); otherwise a convolution, flipped unless `flip_weight`.
     let (resample, conv_pad, flip) = match (p.up, filter) {
         (1, _) => (None, p.padding, !p.flip_weight),
-        (2, Some(f)) => (Some((f, up2_fir(OP, f, p.padding)?)), 0, !p.flip_weight),
+        (2, Some(f)) => (Some(f), 0, !p.flip_weight),
         (2, None) => return invalid(OP, "up = 2 needs a resample filter"),
         (up, _) => return invalid(OP, format!("up = {up}; only 1 and 2 are supported")),
     };
@@ -225,12 +226,6 @@ pub fn modulated_conv2d(
             weight.flip(&[2, 3])
         } else {
             Ok(weight.clone())
-        }
-    };
-    let up_fir = |t: &Tensor| -> Result<Tensor> {
-        match &resample {
-            Some((f, fir)) => upfirdn2d(t, f, fir),
-            None => Ok(t.clone()),
         }
     };
     let conv = Conv2d {
@@ -248,13 +243,13 @@ pub fn modulated_conv2d(
     match path {
         ModConvPath::Unfused => {
             let xs = x.mul(&styles.reshape(vec![n, i, 1, 1])?)?;
-            let y = match (&resample, x.device()) {
-                // On the CPU, up-sampling convolves on the input grid (a
+            let y = match &resample {
+                // Up-sampling convolves on the input grid (a stride-2
                 // transposed convolution, then the FIR), as the official
                 // conv2d_resample's fast path does: a quarter of the
                 // multiply-adds of convolving the up-sampled signal.
-                (Some((f, _)), Device::Cpu) => up2_transposed(&xs, weight, f, p)?,
-                _ => conv2d(&up_fir(&xs)?, &wk()?, conv)?,
+                Some(f) => up2_transposed(&xs, weight, f, p, 1)?,
+                None => conv2d(&xs, &wk()?, conv)?,
             };
             match dcoefs()? {
                 Some(d) => y.mul(&d.reshape(vec![n, o, 1, 1])?),
@@ -267,7 +262,13 @@ pub fn modulated_conv2d(
             let device = x.device();
             let untracked =
                 !autograd::is_grad_enabled() || !(weight.needs_grad() || styles.needs_grad());
-            let wk = wk()?;
+            // Up-sampling runs as a grouped transposed convolution on the
+            // input grid (as the unfused path), which flips by itself.
+            let wk = if resample.is_some() {
+                weight.clone()
+            } else {
+                wk()?
+            };
             let wn = if device != Device::Cpu && untracked {
                 let (wst, sst) = (wk.storage(), styles.storage());
                 let d = if p.demodulate {
@@ -288,13 +289,12 @@ pub fn modulated_conv2d(
                 wn
             };
             let wn = wn.reshape(vec![n * o, i, kh, kw])?;
-            let xg = up_fir(x)?;
-            let (hh, ww) = (xg.dims()[2], xg.dims()[3]);
-            let y = conv2d(
-                &xg.reshape(vec![1, n * i, hh, ww])?,
-                &wn,
-                Conv2d { groups: n, ..conv },
-            )?;
+            let (hh, ww) = (x.dims()[2], x.dims()[3]);
+            let xg = x.reshape(vec![1, n * i, hh, ww])?;
+            let y = match &resample {
+                Some(f) => up2_transposed(&xg, &wn, f, p, n)?,
+                None => conv2d(&xg, &wn, Conv2d { groups: n, ..conv })?,
+            };
             let (oh, ow) = (y.dims()[2], y.dims()[3]);
             y.reshape(vec![n, o, oh, ow])
         }
@@ -305,8 +305,10 @@ pub fn modulated_conv2d(
 }
 
 /// The FIR step of up-sampling by 2 before a valid convolution (the generic
-/// composition): zero insertion and the filter `f` (1-D or 2-D, gain 4),
-/// padded as the official conv2d_resample pads it for `padding`.
+/// composition, the reference `up2_transposed` is tested against): zero
+/// insertion and the filter `f` (1-D or 2-D, gain 4), padded as the
+/// official conv2d_resample pads it for `padding`.
+#[cfg(test)]
 fn up2_fir(op: &'static str, f: &Tensor, padding: usize) -> Result<UpFirDn> {
     let (fh, fw) = filter_hw(op, f)?;
     // Official conv2d_resample: pad0 += (f + up - 1) // 2, pad1 += (f - up) // 2
@@ -345,11 +347,18 @@ fn filter_hw(op: &'static str, f: &Tensor) -> Result<(usize, usize)> {
 /// a transposed convolution with stride 2 (`conv2d_input_grad`, whose
 /// gradients are the other conv2d ops) on the input grid, then the FIR
 /// (gain 4) with the pads that remain. `xs` is the modulated input
-/// `[N, I, H, W]`, `weight` `[O, I, kh, kw]`, `f` the 1-D or 2-D filter;
-/// the result `[N, O, 2H + 2·padding + 2 − kh, …]` equals
+/// `[N, G·I, H, W]`, `weight` `[G·O, I, kh, kw]` (G `groups`: the grouped
+/// path's per-sample weights), `f` the 1-D or 2-D filter; the result
+/// `[N, G·O, 2H + 2·padding + 2 − kh, …]` equals
 /// `conv2d(upfirdn2d(xs, up 2), weight)` of the generic composition (both
 /// are the same linear shift-invariant map; only the summation order differs).
-fn up2_transposed(xs: &Tensor, weight: &Tensor, f: &Tensor, p: ModConv) -> Result<Tensor> {
+fn up2_transposed(
+    xs: &Tensor,
+    weight: &Tensor,
+    f: &Tensor,
+    p: ModConv,
+    groups: usize,
+) -> Result<Tensor> {
     const UP: isize = 2;
     let (h, w) = (xs.dims()[2], xs.dims()[3]);
     let (kh, kw) = (weight.dims()[2], weight.dims()[3]);
@@ -384,9 +393,15 @@ fn up2_transposed(xs: &Tensor, weight: &Tensor, f: &Tensor, p: ModConv) -> Resul
             ),
         );
     };
-    // conv_transpose2d takes the weight as [I, O, kh, kw]; the official
-    // flips it when `flip_weight` (its wrapper gets `not flip_weight`).
-    let wt = weight.transpose(0, 1)?;
+    // conv_transpose2d takes the weight as [G·I, O, kh, kw] (per group, the
+    // transpose of [O, I]); the official flips it when `flip_weight` (its
+    // wrapper gets `not flip_weight`).
+    let (go, i) = (weight.dims()[0], weight.dims()[1]);
+    let o = go / groups;
+    let wt = weight
+        .reshape(vec![groups, o, i, kh, kw])?
+        .transpose(1, 2)?
+        .reshape(vec![groups * i, o, kh, kw])?;
     let wt = if p.flip_weight { wt.flip(&[2, 3])? } else { wt };
     let t = conv2d_input_grad(
         xs,
@@ -395,9 +410,11 @@ fn up2_transposed(xs: &Tensor, weight: &Tensor, f: &Tensor, p: ModConv) -> Resul
         Conv2d {
             stride: [2, 2],
             padding: [pyt, pxt],
-            groups: 1,
-            // The CPU computes FP32 at every precision.
-            precision: Precision::F32,
+            groups,
+            // The transposed convolution is conv2d's input gradient: on the
+            // tensor cores at a non-F32 precision (conv_tc.cu's stride
+            // phases); the CPU computes FP32 at every precision.
+            precision: p.precision,
         },
     )?;
     let fir = UpFirDn {
@@ -443,6 +460,8 @@ fn composed(
     p: ModConv,
     epi: &Epilogue,
 ) -> Result<Tensor> {
+    // The composed ops compute on F32 (an F16 input, differentiably widened).
+    let x = &x.to_dtype(DType::F32)?;
     let mut y = modulated_conv2d(x, weight, styles, filter, p, ModConvPath::Unfused)?;
     if let Some((noise, strength)) = epi.noise {
         y = noise_inject(&y, noise, strength)?;
@@ -692,6 +711,12 @@ impl Backward for FusedModConvOp {
         "modulated_conv2d_fused"
     }
 
+    /// F16 for x (an FP16 block's activations, read by the `_xh` kernels as
+    /// they are); `modulated_conv2d_fused` keeps the other inputs F32.
+    fn supports(&self, dtype: DType) -> bool {
+        matches!(dtype, DType::F32 | DType::F16)
+    }
+
     fn backward(&self, inputs: &[Tensor], y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         if autograd::is_grad_enabled() {
             self.composed_backward(inputs, g)
@@ -786,7 +811,10 @@ impl FusedModConvOp {
             device,
         )?;
 
-        let (xs, ss, ws) = (x.storage(), s.storage(), w.storage());
+        // An F16 x widened once for the backward kernels (a temporary: the
+        // graph keeps only the F16 tensor).
+        let xw = x.to_dtype(DType::F32)?;
+        let (xs, ss, ws) = (xw.storage(), s.storage(), w.storage());
         let fst = self.f2.as_ref().map(|f| f.storage());
         let mut dx = None;
         let mut ds = None;
@@ -819,7 +847,7 @@ impl FusedModConvOp {
                         self.p.precision,
                         device,
                     )?;
-                    dx = Some(t(r.y, x.dims().to_vec()));
+                    dx = Some(t(r.y, x.dims().to_vec()).to_dtype(x.dtype())?);
                     ds = r.dot.map(|v| t(v, vec![n, i]));
                 }
                 Some(f) => {
@@ -843,7 +871,7 @@ impl FusedModConvOp {
                         geo.zhw,
                         device,
                     )?;
-                    dx = Some(t(gx, x.dims().to_vec()));
+                    dx = Some(t(gx, x.dims().to_vec()).to_dtype(x.dtype())?);
                     ds = Some(t(gsty, vec![n, i]));
                 }
             }
@@ -951,6 +979,20 @@ pub fn modulated_conv2d_fused(
         all.push(f);
     }
     let device = Tensor::same_device(OP, &all)?;
+    // x may be F16 (the FP16 blocks' activations); the parameters and the
+    // epilogue's tensors are F32, as the official layers keep them.
+    if let Some(t) = all[1..].iter().find(|t| t.dtype() != DType::F32) {
+        return invalid(
+            OP,
+            format!(
+                "weight, styles, noise, bias and filter must be f32, got {}",
+                t.dtype()
+            ),
+        );
+    }
+    if !matches!(x.dtype(), DType::F32 | DType::F16) {
+        return invalid(OP, format!("input x is {}: f32 or f16 expected", x.dtype()));
+    }
     if device == Device::Cpu {
         return composed(x, weight, styles, filter, p, epi);
     }
@@ -1026,8 +1068,8 @@ mod tests {
     use super::*;
     use crate::ops::upfirdn::setup_filter;
 
-    /// `up2_transposed` (the CPU's up-sampling) against the generic
-    /// composition the other devices run: zero insertion and FIR, then a
+    /// `up2_transposed` (the unfused and grouped paths' up-sampling) against
+    /// the generic composition: zero insertion and FIR, then a
     /// valid convolution. Values and first-order gradients (w.r.t. the input
     /// and the weight); they differ only in summation order, so the bound is
     /// relative to the largest |value|: 2e-6 ≈ 30 ulps of f32 at that
@@ -1060,18 +1102,25 @@ mod tests {
                 flip_weight,
                 precision: Precision::F32,
             };
-            let xs = Tensor::randn(vec![2, 5, h, w], &mut rng, Device::Cpu);
-            let wt = Tensor::randn(vec![3, 5, kh, kw], &mut rng, Device::Cpu);
+            // Groups as the grouped path (one per sample) on odd cases.
+            let groups = 1 + (h % 2);
+            let what = format!("{what}, groups {groups}");
+            let xs = Tensor::randn(vec![2, 5 * groups, h, w], &mut rng, Device::Cpu);
+            let wt = Tensor::randn(vec![3 * groups, 5, kh, kw], &mut rng, Device::Cpu);
             xs.set_requires_grad(true).unwrap();
             wt.set_requires_grad(true).unwrap();
-            let fast = up2_transposed(&xs, &wt, f, p).unwrap();
+            let fast = up2_transposed(&xs, &wt, f, p, groups).unwrap();
             let wk = if flip_weight {
                 wt.clone()
             } else {
                 wt.flip(&[2, 3]).unwrap()
             };
             let fir = up2_fir("test", f, padding).unwrap();
-            let slow = conv2d(&upfirdn2d(&xs, f, &fir).unwrap(), &wk, Conv2d::default()).unwrap();
+            let conv = Conv2d {
+                groups,
+                ..Conv2d::default()
+            };
+            let slow = conv2d(&upfirdn2d(&xs, f, &fir).unwrap(), &wk, conv).unwrap();
             assert_eq!(fast.dims(), slow.dims(), "{what}");
             let r = Tensor::randn(slow.dims().to_vec(), &mut rng, Device::Cpu);
             let grads = |y: &Tensor| {

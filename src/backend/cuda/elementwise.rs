@@ -4,14 +4,14 @@
 //! `Device::Cuda` and `Device::Sim` alike.
 
 use super::launch::{launch, Args, Config, KernelArg};
-use super::{alloc, alloc_half, upload_half, CudaHalfBuffer, InBuf};
+use super::{alloc, alloc_half, HalfInBuf, InBuf};
 use crate::backend::cpu::elementwise::{Binary, Unary};
 use crate::backend::cpu::reduce::Reduce;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::Shape;
-use crate::tensor::{HalfData, HalfStorage, Storage};
+use crate::tensor::{HalfStorage, Storage};
 
 const FAMILY: &str = "elementwise";
 /// `MAX_RANK` of elementwise.cu: axes after merging contiguous ones.
@@ -176,21 +176,9 @@ pub(crate) fn cast_from_half(x: &HalfStorage, n: usize, device: Device) -> Resul
     };
     let mut y = alloc(device, n)?;
     if n > 0 {
-        // The bits where the kernel can read them: uploaded for a GPU when
-        // they are on the host or on another GPU.
-        let staged: Option<CudaHalfBuffer> = match (&x.data, device) {
-            (HalfData::Host(v), Device::Cuda(o)) => Some(upload_half(o, v)?),
-            (HalfData::Cuda(b), Device::Cuda(o)) if b.gpu.ordinal != o => {
-                Some(upload_half(o, &b.download()?)?)
-            }
-            _ => None,
-        };
-        let xp = match (&staged, &x.data) {
-            (Some(b), _) => b.ptr(),
-            // On its own GPU (a Sim tensor's bits are always on the host).
-            (None, HalfData::Cuda(b)) => b.ptr(),
-            (None, HalfData::Host(v)) => v.as_ptr() as u64,
-        };
+        // The bits where the kernel can read them.
+        let xin = HalfInBuf::new(x, device)?;
+        let xp = xin.ptr();
         let mut args = Args::new();
         args.push(y.ptr()).push(xp).push(n as i64).push(fmt);
         // SAFETY: (float*, const unsigned short*, long long, int); both buffers hold n elements.

@@ -287,6 +287,40 @@ pub(crate) fn upload_half(ordinal: usize, bits: &[u16]) -> Result<CudaHalfBuffer
     Ok(CudaHalfBuffer { gpu, slice })
 }
 
+/// 2-byte storage made readable by kernels on `device` as it is (no
+/// widening): its own buffer, or a copy where the kernel can read it (on
+/// the GPU when the bits are on the host or another GPU; on the host for
+/// the simulator).
+pub(crate) enum HalfInBuf<'a> {
+    Borrowed(&'a crate::tensor::HalfData),
+    Uploaded(CudaHalfBuffer),
+    Host(Vec<u16>),
+}
+
+impl<'a> HalfInBuf<'a> {
+    pub(crate) fn new(x: &'a crate::tensor::HalfStorage, device: Device) -> Result<HalfInBuf<'a>> {
+        use crate::tensor::HalfData;
+        Ok(match (&x.data, device) {
+            (HalfData::Host(v), Device::Cuda(o)) => HalfInBuf::Uploaded(upload_half(o, v)?),
+            (HalfData::Cuda(b), Device::Cuda(o)) if b.gpu.ordinal != o => {
+                HalfInBuf::Uploaded(upload_half(o, &b.download()?)?)
+            }
+            (HalfData::Cuda(b), Device::Sim | Device::Cpu) => HalfInBuf::Host(b.download()?),
+            (data, _) => HalfInBuf::Borrowed(data),
+        })
+    }
+
+    /// The address kernels read from.
+    pub(crate) fn ptr(&self) -> u64 {
+        use crate::tensor::HalfData;
+        match self {
+            HalfInBuf::Borrowed(HalfData::Host(v)) => v.as_ptr() as u64,
+            HalfInBuf::Borrowed(HalfData::Cuda(b)) | HalfInBuf::Uploaded(b) => b.ptr(),
+            HalfInBuf::Host(v) => v.as_ptr() as u64,
+        }
+    }
+}
+
 /// An output buffer of `n` 2-byte elements on `device` (Sim: host memory
 /// filled with a NaN pattern of both formats' bits, 0xFFFF, so an element a
 /// kernel leaves unwritten shows).
@@ -404,8 +438,12 @@ impl<'a> InBuf<'a> {
             // 2-byte storage read by an FP32 kernel: its values, widened.
             // Only ops that declare the dtype get here with it (see
             // `autograd::Backward::supports`); they compute in FP32.
-            (Storage::Half(h), Device::Cuda(ordinal)) => {
-                InBuf::Uploaded(upload(ordinal, h.values()?)?)
+            // On a GPU the cast kernel widens it there (no host round trip).
+            (Storage::Half(h), Device::Cuda(_)) => {
+                match elementwise::cast_from_half(h, h.len(), device)? {
+                    Storage::Cuda(b) => InBuf::Uploaded(b),
+                    _ => unreachable!("cast_from_half on a GPU returns GPU storage"),
+                }
             }
             (Storage::Half(h), _) => InBuf::Host(h.values()?.to_vec()),
             _ => InBuf::Borrowed(storage),

@@ -6,7 +6,7 @@
 use super::conv_tc;
 use super::launch::{launch, Args, Config, KernelArg};
 use super::modconv_tc::{self, TcKernel};
-use super::{alloc, InBuf, OutBuf};
+use super::{alloc, HalfInBuf, InBuf, OutBuf};
 use crate::backend::cpu::conv::ConvGeom as CpuConvGeom;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -278,8 +278,22 @@ pub(crate) fn fused_conv(
         Some(_) => Some(zeros(device, g.n * g.m)?),
         None => None,
     };
+    // F16 storage (an FP16 block's activations) is read by the `_xh`
+    // tensor-core kernel as it is; any other kernel reads it widened.
+    let xh = match (x, tc) {
+        (Storage::Half(h), Some(t)) => t.for_input(h.dtype).map(|name| (h, name)),
+        _ => None,
+    };
     if out_n > 0 {
-        let xin = InBuf::new(x, device)?;
+        let (xin, xhin) = match xh {
+            Some((h, _)) => (None, Some(HalfInBuf::new(h, device)?)),
+            None => (Some(InBuf::new(x, device)?), None),
+        };
+        let x_ptr = match (&xin, &xhin) {
+            (Some(b), _) => b.ptr(),
+            (None, Some(b)) => b.ptr(),
+            (None, None) => unreachable!("one of the two input buffers is made"),
+        };
         let sin = opt_in(in_scale, device)?;
         let win = InBuf::new(w, device)?;
         let fin = opt_in(fir.map(|f| f.f), device)?;
@@ -314,7 +328,7 @@ pub(crate) fn fused_conv(
         // up, p0y, p0x, fir_gain, C, H, W, M, kh, kw, ZH, ZW, cpy, cpx, OH, OW,
         // <channels per step or Cpad>, McEpi); only <weights> differ.
         let mut args = Args::new();
-        args.push(y.ptr()).push(xin.ptr()).push(ptr_of(&sin));
+        args.push(y.ptr()).push(x_ptr).push(ptr_of(&sin));
         let push_tail = |args: &mut Args, per_step: usize| -> Result<()> {
             args.push(ptr_of(&fin))
                 .push(fhw[0] as i32)
@@ -344,9 +358,11 @@ pub(crate) fn fused_conv(
                 block: (BLOCK, 1, 1),
                 shared_bytes: tc.shared_bytes(g, [TH, TW, BM]),
             };
-            // SAFETY: the arguments follow MC_TC_PARAMS; wt holds Cpad
-            // channels per (m, tap); the other buffers as below.
-            unsafe { launch(device, modconv_tc::FAMILY, tc.name, cfg, &mut args)? };
+            // SAFETY: the arguments follow MC_TC_PARAMS (x: F16 bits for
+            // the `_xh` kernels, floats otherwise); wt holds Cpad channels
+            // per (m, tap); the other buffers as below.
+            let name = xh.map_or(tc.name, |(_, name)| name);
+            unsafe { launch(device, modconv_tc::FAMILY, name, cfg, &mut args)? };
             drop(wt);
         } else {
             args.push(win.ptr()).push(view.off);

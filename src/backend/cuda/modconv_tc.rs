@@ -8,6 +8,7 @@ use super::launch::{launch, Args, Config};
 use super::modconv::{ConvGeom, Fir, WeightView};
 use super::{alloc, OutBuf};
 use crate::device::Device;
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::precision::Precision;
 
@@ -28,6 +29,8 @@ pub(crate) struct TcKernel {
     pub(crate) name: &'static str,
     pub(crate) precision: Precision,
     fmt: i32,
+    /// The variant reading F16 storage directly (`*_f16_xh`), for `F16`.
+    xh_name: Option<&'static str>,
 }
 
 impl TcKernel {
@@ -64,6 +67,11 @@ impl TcKernel {
                 "modconv_tc_fwd_1x1_f16",
             ],
         ];
+        const XH_NAMES: [&str; 3] = [
+            "modconv_tc_fwd_3x3_f16_xh",
+            "modconv_tc_fwd_3x3_up2_f4_f16_xh",
+            "modconv_tc_fwd_1x1_f16_xh",
+        ];
         let shape = match (g.k, fir) {
             ([3, 3], Some(f)) if f.up == 2 && f.fhw == [4, 4] => 1,
             ([3, 3], None) => 0,
@@ -81,7 +89,19 @@ impl TcKernel {
             name: NAMES[shape][fmt as usize - 1],
             precision,
             fmt,
+            xh_name: (precision == Precision::F16).then_some(XH_NAMES[shape]),
         }))
+    }
+
+    /// The kernel for an input `x` stored as `dtype`: the `_xh` variant reads
+    /// F16 storage itself (no widened copy); None when this kernel would
+    /// need the input widened to FP32 first.
+    pub(crate) fn for_input(&self, dtype: DType) -> Option<&'static str> {
+        match dtype {
+            DType::F32 => Some(self.name),
+            DType::F16 => self.xh_name,
+            DType::BF16 => None,
+        }
     }
 
     /// Channels of one k-step (32 bytes of operands): 8 TF32 or 16 BF16/FP16.
@@ -135,5 +155,41 @@ impl TcKernel {
         let [th, tw, bm] = tile;
         let [kh, kw] = g.k;
         (STAGES * ROW * (kh * kw * bm + (th + kh - 1) * (tw + kw - 1))) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// F16 input picks the `_xh` kernel of its shape (the F16 operand
+    /// kernels only); F32 the kernel itself; BF16 storage none (widened).
+    #[test]
+    fn f16_input_picks_the_kernel_that_reads_it() {
+        let g = |k: usize| ConvGeom {
+            n: 1,
+            c: 5,
+            hw: [5, 5],
+            m: 67,
+            k: [k, k],
+            zhw: [5, 5],
+            pad: [0, 0],
+            ohw: [5, 5],
+        };
+        for (k, want) in [
+            (3, "modconv_tc_fwd_3x3_f16_xh"),
+            (1, "modconv_tc_fwd_1x1_f16_xh"),
+        ] {
+            let t = TcKernel::pick(Precision::F16, g(k), None, Device::Sim)
+                .unwrap()
+                .unwrap();
+            assert_eq!(t.for_input(DType::F16), Some(want));
+            assert_eq!(t.for_input(DType::F32), Some(t.name));
+            assert_eq!(t.for_input(DType::BF16), None);
+        }
+        for p in [Precision::TF32, Precision::BF16] {
+            let t = TcKernel::pick(p, g(3), None, Device::Sim).unwrap().unwrap();
+            assert_eq!(t.for_input(DType::F16), None, "{p}");
+        }
     }
 }
