@@ -358,10 +358,10 @@ fn a_class_that_comes_round_again_shows_new_reals() {
     let plan = &t.grid_plan;
     assert_eq!((plan.cols, plan.reals.len()), (8, 32));
     let labels = plan.labels.as_ref().unwrap();
-    let class = |k: usize| labels[k].iter().position(|&v| v == 1.0).unwrap();
-    for k in 0..32 {
-        assert_eq!(class(k), (k / 8) % 3, "cell {k}");
-        assert_eq!(t.loader.dataset().label(plan.reals[k]).unwrap(), labels[k]);
+    for (k, (label, &real)) in labels.iter().zip(&plan.reals).enumerate() {
+        let class = label.iter().position(|&v| v == 1.0).unwrap();
+        assert_eq!(class, (k / 8) % 3, "cell {k}");
+        assert_eq!(&t.loader.dataset().label(real).unwrap(), label);
     }
     let mut reals = plan.reals.clone();
     reals.sort_unstable();

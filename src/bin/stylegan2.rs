@@ -31,8 +31,8 @@ struct Cli {
 enum Command {
     /// Train StyleGAN2 (the official loss, lazy regularization, G EMA).
     /// With no flags: the tiny network on built-in synthetic 32×32 images
-    /// (discs, rectangles, rings), conditional on the shape kind, for 14
-    /// kimg with the SWD and a plot at each snapshot, a demo of about four
+    /// (discs, rectangles, rings), conditional on the shape kind, for 16
+    /// kimg with the SWD and a plot at each snapshot, a demo of about 4.5
     /// minutes on a 2-core CPU.
     Train {
         /// Data: `synthetic` (built in, procedural shapes; `synthetic:N` for
@@ -53,8 +53,10 @@ enum Command {
         /// Total batch size [default: the preset's; tiny: 16].
         #[arg(long, value_parser = flags::usize_in(1, flags::MAX_BATCH))]
         batch: Option<usize>,
-        /// Train until this many thousand real images have been shown.
-        #[arg(long, default_value_t = 14.0, value_parser = flags::positive_f64(flags::MAX_KIMG))]
+        /// Train until this many thousand real images have been shown (the
+        /// default: the demo's length; at 14 its rectangles were still
+        /// rounded bars).
+        #[arg(long, default_value_t = 16.0, value_parser = flags::positive_f64(flags::MAX_KIMG))]
         kimg: f64,
         /// Learning rate of G and D [default: the preset's; tiny: 0.0025].
         #[arg(long, value_parser = flags::positive_f32(1.0))]
@@ -122,10 +124,9 @@ enum Command {
         /// Conditional training on the dataset's labels (dataset.json; with
         /// synthetic data the shape kind, 3 classes, and the snapshot grid
         /// one kind per row). `--cond false` trains unconditionally
-        /// [default: true for synthetic data (the demo: in 14 kimg the
-        /// unconditional tiny G drew blobs, the conditional one draws each
-        /// kind), false for folders, zips and --resume (the snapshot
-        /// decides)].
+        /// [default: true for synthetic data (the demo: unconditional, the
+        /// tiny G drew blobs after 14 kimg, conditional it draws each kind),
+        /// false for folders, zips and --resume (the snapshot decides)].
         #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = clap::value_parser!(bool))]
         cond: Option<bool>,
         /// How G's modulated convolutions run: auto (fused on a GPU or the

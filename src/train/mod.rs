@@ -123,7 +123,7 @@ impl Default for TrainOptions {
             data: "synthetic".into(),
             mirror: false,
             batch: None,
-            kimg: 14.0,
+            kimg: 16.0,
             glr: None,
             dlr: None,
             gamma: None,
