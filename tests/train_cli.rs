@@ -143,6 +143,24 @@ fn train_then_generate_and_refuse_bad_flags() {
         "{info}"
     );
 
+    // The demo's defaults, as --help states them: 16 kimg, conditional
+    // on synthetic data.
+    let o = run(&["train", "--help"], &dir);
+    let help = String::from_utf8_lossy(&o.stdout).replace('\n', " ");
+    assert!(o.status.success(), "{help}");
+    let flag = |name: &str| {
+        let at = help.find(name).unwrap_or_else(|| panic!("{name}: {help}"));
+        let end = help[at + 2..]
+            .find("  --")
+            .map_or(help.len(), |e| at + 2 + e);
+        help[at..end].to_string()
+    };
+    assert!(flag("--kimg <KIMG>").contains("[default: 16]"), "{help}");
+    assert!(
+        flag("--cond [<COND>]").contains("[default: true for synthetic data"),
+        "{help}"
+    );
+
     let fails = |args: &[&str], needle: &str| {
         let o = run(args, &dir);
         let err = String::from_utf8_lossy(&o.stderr);
