@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use stylegan2::data::tool::{convert, image_name, ConvertOptions, Transform};
-use stylegan2::data::{self, Dataset, ImageFolder, Loader};
+use stylegan2::data::{self, synthetic, Dataset, ImageFolder, Loader};
 use stylegan2::model::cli::generate_seed;
 use stylegan2::model::{load_generator, Truncation};
 use stylegan2::nn::NoiseMode;
@@ -344,6 +344,32 @@ fn trains_conditionally_on_a_labeled_zip() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The demo's grid of 32 has 4 rows for 3 classes: the fourth row is
+/// class 0 again, with the next images of that class (the official
+/// rotation), not the first row's images again.
+#[test]
+fn a_class_that_comes_round_again_shows_new_reals() {
+    let dir = tmpdir("cond_grid");
+    let t = Trainer::new(TrainOptions {
+        grid: 32,
+        ..cond_opts("synthetic:300", &dir.join("run"))
+    })
+    .unwrap();
+    let plan = &t.grid_plan;
+    assert_eq!((plan.cols, plan.reals.len()), (8, 32));
+    let labels = plan.labels.as_ref().unwrap();
+    for (k, (label, &real)) in labels.iter().zip(&plan.reals).enumerate() {
+        let class = label.iter().position(|&v| v == 1.0).unwrap();
+        assert_eq!(class, (k / 8) % 3, "cell {k}");
+        assert_eq!(&t.loader.dataset().label(real).unwrap(), label);
+    }
+    let mut reals = plan.reals.clone();
+    reals.sort_unstable();
+    reals.dedup();
+    assert_eq!(reals.len(), 32, "{:?}", plan.reals);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn synthetic_labels_are_the_shape_kind() {
     let plain = data::open("synthetic:6", Some(16), 2).unwrap();
@@ -357,12 +383,13 @@ fn synthetic_labels_are_the_shape_kind() {
 
 /// The shape kind of a synthetic image, told from its pixels: the shape is
 /// what differs from the corner's colour (a bright hue, value 1, on a
-/// background below 0.35, so ≥ 0.65 apart in some channel; the threshold
+/// background of 0.1, so ≥ 0.9 apart in some channel; the threshold
 /// 0.3 keeps edge pixels more than half covered). A ring has the
-/// background at its centre; a bar fills its bounding box with sides ≥ 2:1
-/// (drawn 2–4:1, edges cost ≤ 1 pixel a side); a disc is round (bounding
-/// box near square) and fills π/4 of it. Returns the kind (0 disc, 1 bar,
-/// 2 ring) and the mask's centroid in pixels.
+/// background at its centre; a rectangle fills its bounding box, lying,
+/// with sides ≥ 1.3:1 (drawn 1.5–2:1, edges cost ≤ 1 pixel a side); a
+/// disc is round (bounding box near square) and fills π/4 of it. Returns
+/// the kind (0 disc, 1 rectangle, 2 ring) and the mask's centroid in
+/// pixels.
 fn shape_kind(img: &[u8], res: usize) -> (usize, f32, f32) {
     let px = |x: usize, y: usize, c: usize| img[(c * res + y) * res + x] as i32;
     let inside = |x: usize, y: usize| (0..3).any(|c| (px(x, y, c) - px(0, 0, c)).abs() > 76);
@@ -382,12 +409,13 @@ fn shape_kind(img: &[u8], res: usize) -> (usize, f32, f32) {
     let (cx, cy) = (sx as f32 / n as f32, sy as f32 / n as f32);
     let kind = if !inside(res / 2, res / 2) {
         2
-    } else if aspect >= 1.8 && fill > 0.85 {
+    } else if aspect >= 1.3 && fill > 0.85 {
+        assert!(w > h, "a standing rectangle: {w}×{h}");
         1
     } else {
         assert!(
             aspect < 1.2 && (0.65..0.9).contains(&fill),
-            "neither disc, bar nor ring: {w}×{h}, fill {fill}"
+            "neither disc, rectangle nor ring: {w}×{h}, fill {fill}"
         );
         0
     };
@@ -395,18 +423,29 @@ fn shape_kind(img: &[u8], res: usize) -> (usize, f32, f32) {
 }
 
 #[test]
-fn synthetic_shapes_are_centred_discs_bars_and_rings_in_equal_shares() {
+fn synthetic_shapes_are_centred_discs_rectangles_and_rings_in_equal_shares() {
     let (res, n) = (32, 600);
     let ds = data::open("synthetic:600", Some(res), 0).unwrap();
+    // The fixed background, rounded to u8 as the dataset does.
+    let bg = synthetic::BACKGROUND.map(|v| (v * 255.0 + 0.5) as u8);
     let mut count = [0usize; 3];
     for i in 0..n {
-        let (kind, cx, cy) = shape_kind(&ds.image(i).unwrap(), res);
+        let img = ds.image(i).unwrap();
+        let (kind, cx, cy) = shape_kind(&img, res);
         count[kind] += 1;
-        // Centred within ±0.05 of the width (1.6 px), plus a pixel for
+        // Every corner pixel is the background (the largest shape, a
+        // ring of outer radius 0.42 ± 0.02, stays 0.06 of the width from
+        // the border).
+        for (x, y) in [(0, 0), (res - 1, 0), (0, res - 1), (res - 1, res - 1)] {
+            let p: Vec<u8> = (0..3).map(|c| img[(c * res + y) * res + x]).collect();
+            assert_eq!(p, bg, "image {i}: corner ({x}, {y})");
+        }
+        // Centred within ±JITTER of the width (0.64 px), plus a pixel for
         // the pixel grid (centres at +0.5) and anti-aliasing.
         let c = res as f32 / 2.0 - 0.5;
+        let tol = synthetic::JITTER * res as f32 + 1.0;
         assert!(
-            (cx - c).abs() < 2.6 && (cy - c).abs() < 2.6,
+            (cx - c).abs() < tol && (cy - c).abs() < tol,
             "image {i}: centroid ({cx}, {cy})"
         );
     }

@@ -50,7 +50,9 @@ fn train_then_generate_and_refuse_bad_flags() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("trained 2 steps"), "{out}");
-    let run_dir = dir.join("runs").join("00000-synthetic-tiny-16-batch4");
+    // Synthetic data trains conditionally by default (the demo's grid
+    // shows each shape kind in its rows).
+    let run_dir = dir.join("runs").join("00000-synthetic-cond-tiny-16-batch4");
     let snap = run_dir.join("network-snapshot-00000008.safetensors");
     assert!(snap.exists(), "{out}");
     assert!(run_dir.join("fakes00000008.png").exists());
@@ -61,6 +63,7 @@ fn train_then_generate_and_refuse_bad_flags() {
     assert_eq!(opts["fp32"], false, "{options}");
     assert_eq!(opts["num_fp16_res"]["G"], 0, "{options}");
     assert_eq!(opts["precision"], "fp32", "{options}");
+    assert_eq!(opts["cond"], true, "{options}");
     // One kimg (the preset's default is not repeated), learning rates as
     // typed (tiny: G 0.0025, D 0.0015), not f32 noise such as
     // 0.0024999999441206455.
@@ -91,6 +94,8 @@ fn train_then_generate_and_refuse_bad_flags() {
             "--device",
             "cpu",
             "--fp32",
+            "--cond",
+            "false",
             "--quiet",
             "--outdir",
             "runs8",
@@ -109,6 +114,8 @@ fn train_then_generate_and_refuse_bad_flags() {
     assert_eq!(opts["fp32"], true, "{opts}");
     assert_eq!(opts["num_fp16_res"]["D"], 0, "{opts}");
     assert!(opts["conv_clamp"]["G"].is_null(), "{opts}");
+    // --cond false: unconditional on synthetic data too.
+    assert_eq!(opts["cond"], false, "{opts}");
     let snap = snap.to_str().unwrap();
     let o = run(
         &[
@@ -117,6 +124,8 @@ fn train_then_generate_and_refuse_bad_flags() {
             snap,
             "--seeds",
             "0-1",
+            "--class",
+            "2",
             "--device",
             "cpu",
             "--out",
@@ -132,6 +141,24 @@ fn train_then_generate_and_refuse_bad_flags() {
     assert!(
         info.contains("training progress: 0.008 kimg (8 images shown), step 2, pl_mean "),
         "{info}"
+    );
+
+    // The demo's defaults, as --help states them: 16 kimg, conditional
+    // on synthetic data.
+    let o = run(&["train", "--help"], &dir);
+    let help = String::from_utf8_lossy(&o.stdout).replace('\n', " ");
+    assert!(o.status.success(), "{help}");
+    let flag = |name: &str| {
+        let at = help.find(name).unwrap_or_else(|| panic!("{name}: {help}"));
+        let end = help[at + 2..]
+            .find("  --")
+            .map_or(help.len(), |e| at + 2 + e);
+        help[at..end].to_string()
+    };
+    assert!(flag("--kimg <KIMG>").contains("[default: 16]"), "{help}");
+    assert!(
+        flag("--cond [<COND>]").contains("[default: true for synthetic data"),
+        "{help}"
     );
 
     let fails = |args: &[&str], needle: &str| {

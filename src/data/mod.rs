@@ -96,6 +96,12 @@ pub struct OpenOptions {
     pub progress: bool,
 }
 
+/// Whether a `--data` value names the built-in synthetic dataset
+/// (`synthetic` or `synthetic:N`, as [`open_opts`] reads it).
+pub fn is_synthetic(spec: &str) -> bool {
+    spec.starts_with("synthetic")
+}
+
 /// Opens the dataset named by a `--data` value: `synthetic` (or
 /// `synthetic:N`) or a directory / `.zip` of images, checked completely
 /// (see [`ImageFolder::open_checked`]). Errors name `--data`.

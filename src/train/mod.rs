@@ -123,7 +123,7 @@ impl Default for TrainOptions {
             data: "synthetic".into(),
             mirror: false,
             batch: None,
-            kimg: 14.0,
+            kimg: 16.0,
             glr: None,
             dlr: None,
             gamma: None,
@@ -319,7 +319,8 @@ impl GridPlan {
     /// Conditional (official `setup_snapshot_image_grid`, simplified):
     /// each row one label, the distinct labels in descending order (class
     /// 0 first for one-hot), cycled if there are fewer than rows; a row's
-    /// reals are images with its label.
+    /// reals are images with its label, the next ones each time the label
+    /// comes round again (as the official rotation of its label groups).
     fn new(dataset: &dyn data::Dataset, n: usize, cond: bool) -> Result<GridPlan> {
         let n = n.max(1);
         if !cond {
@@ -331,6 +332,8 @@ impl GridPlan {
             });
         }
         let cols = grid_cols(n);
+        // A label's rows take distinct images while it has enough.
+        let per_label = cols * n.div_ceil(cols);
         let mut by_label: Vec<(Vec<f32>, Vec<usize>)> = Vec::new();
         let mut seen = std::collections::HashMap::new();
         for i in 0..dataset.len() {
@@ -340,8 +343,8 @@ impl GridPlan {
                 by_label.push((l, Vec::new()));
                 by_label.len() - 1
             });
-            // Only the first `cols` images of a label appear.
-            if by_label[k].1.len() < cols {
+            // Only the first images of a label can appear.
+            if by_label[k].1.len() < per_label {
                 by_label[k].1.push(i);
             }
         }
@@ -356,7 +359,9 @@ impl GridPlan {
         for k in 0..n {
             let (row, col) = (k / cols, k % cols);
             let (label, idx) = &by_label[row % by_label.len()];
-            reals.push(idx[col % idx.len()]);
+            // The label's how-many-th row this is.
+            let turn = row / by_label.len();
+            reals.push(idx[(turn * cols + col) % idx.len()]);
             labels.push(label.clone());
         }
         Ok(GridPlan {
