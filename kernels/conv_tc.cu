@@ -90,8 +90,14 @@ extern "C" __global__ void conv_tc_weight(unsigned char* __restrict__ wt, const 
 //
 // Grid: (ceil(columns / 64), ceil(Mg / 64), G · phases); block 256; dynamic
 // shared memory CT_STAGES · 2 · 64 · 32 bytes.
-template <int FMT, bool DGRAD>
-__device__ __forceinline__ void ct_conv(float* __restrict__ out, const float* __restrict__ src,
+// XT is the source's element type: float, or unsigned short for F16 storage
+// (an FP16 block's activations read as stored, `_xh`), widened exactly as
+// each value is gathered.
+__device__ __forceinline__ float ct_ld(float v) { return v; }
+__device__ __forceinline__ float ct_ld(unsigned short h) { return half_bits_to_float(h, TC_F16); }
+
+template <int FMT, bool DGRAD, typename XT = float>
+__device__ __forceinline__ void ct_conv(float* __restrict__ out, const XT* __restrict__ src,
                                         const unsigned char* __restrict__ wt, CT_GEOM, int Kpad) {
   constexpr int EB = FMT == TC_TF32 ? 4 : 2;  // operand bytes
   constexpr int CC = CT_ROW_BYTES / EB;       // channels per k-step
@@ -172,14 +178,14 @@ __device__ __forceinline__ void ct_conv(float* __restrict__ out, const float* __
     const int ti = tap / taps_x, tj = tap - ti * taps_x;
     const int iy = DGRAD ? ya - ti : ya + ti, ix = DGRAD ? xb - tj : xb + tj;
     const bool inside = col_ok && iy >= 0 && iy < SH && ix >= 0 && ix < SW;
-    const float* sp = src + src_base + (long long)iy * SW + ix;
+    const XT* sp = src + src_base + (long long)iy * SW + ix;
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float v[2] = {0.0f, 0.0f};
 #pragma unroll
       for (int j = 0; j < UC; ++j) {
         const int c = c0 + (b_unit + 4 * h) * UC + j;
-        if (inside && c < Kg) v[j] = sp[(long long)c * SH * SW];
+        if (inside && c < Kg) v[j] = ct_ld(sp[(long long)c * SH * SW]);
       }
       breg[h] = tc_pack<FMT>(v[0], v[1]);
     }
@@ -240,9 +246,10 @@ __device__ __forceinline__ void ct_conv(float* __restrict__ out, const float* __
     }
 }
 
-#define CT_CONV_PARAMS(out, src)                                                                     \
-  float *__restrict__ out, const float *__restrict__ src, const unsigned char *__restrict__ wt, \
+#define CT_CONV_PARAMS_X(out, src, XT)                                                          \
+  float *__restrict__ out, const XT *__restrict__ src, const unsigned char *__restrict__ wt, \
       CT_GEOM, int Kpad
+#define CT_CONV_PARAMS(out, src) CT_CONV_PARAMS_X(out, src, float)
 #define CT_GEOM_ARGS N, C, H, W, O, kh, kw, sy, sx, py, px, OH, OW, G
 
 extern "C" __global__ void __launch_bounds__(CT_THREADS, 2) conv_tc_fwd_tf32(CT_CONV_PARAMS(y, x)) {
@@ -253,6 +260,13 @@ extern "C" __global__ void __launch_bounds__(CT_THREADS, 2) conv_tc_fwd_bf16(CT_
 }
 extern "C" __global__ void __launch_bounds__(CT_THREADS, 2) conv_tc_fwd_f16(CT_CONV_PARAMS(y, x)) {
   ct_conv<TC_F16, false>(y, x, wt, CT_GEOM_ARGS, Kpad);
+}
+// FP16 operands read from F16 storage (`_xh`: the FP16 blocks of mixed
+// precision): the same products as conv_tc_fwd_f16 on the widened input,
+// since F16 → FP32 → F16 is exact.
+extern "C" __global__ void __launch_bounds__(CT_THREADS, 2)
+    conv_tc_fwd_f16_xh(CT_CONV_PARAMS_X(y, x, unsigned short)) {
+  ct_conv<TC_F16, false, unsigned short>(y, x, wt, CT_GEOM_ARGS, Kpad);
 }
 extern "C" __global__ void __launch_bounds__(CT_THREADS, 2) conv_tc_dgrad_tf32(CT_CONV_PARAMS(gx, gy)) {
   ct_conv<TC_TF32, true>(gx, gy, wt, CT_GEOM_ARGS, Kpad);

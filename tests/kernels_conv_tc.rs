@@ -292,3 +292,113 @@ fn discriminator_forward_takes_the_precision() {
         );
     }
 }
+
+/// An FP16 block's activation reaches `conv2d` (and, in its backward,
+/// `conv2d_weight_grad`) as F16 storage: the forward's `_xh` kernel reads it
+/// as it is, every other kernel widens it into a temporary. Widening F16 is
+/// exact and the FP16 operand of a widened value is that value, so the
+/// result must equal, bit for bit, the same op on the widened input, and so
+/// must every first-order gradient (dL/dx as F16: the FP32 gradient rounded
+/// once, as a cast's backward rounds it). Both ops that take x, each case
+/// above (batch 1 and 3; channels 3, 5, 67; 17×17, non-square; stride 2;
+/// groups), with and without create_graph.
+#[test]
+fn tc_forward_reads_f16_input_as_stored() {
+    use stylegan2::grad;
+    use stylegan2::DType;
+    let dev = Device::Sim;
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v = t.to_dtype(DType::F32).unwrap().to_vec();
+        v.into_iter().map(f32::to_bits).collect()
+    };
+    for (ci, case) in cases().iter().enumerate() {
+        let p = Conv2d {
+            precision: Precision::F16,
+            ..case.p
+        };
+        let [n, c, h, w] = case.x;
+        let wd = [case.o, c / p.groups, case.k[0], case.k[1]];
+        let seed = 100 + 10 * ci as u64;
+        let leaf = |dims: Vec<usize>, s: u64| -> Tensor {
+            let numel = dims.iter().product();
+            let t = Tensor::from_vec(values(numel, s), dims, dev).unwrap();
+            t.set_requires_grad(true).unwrap();
+            t
+        };
+        // Each op of x, its result and the gradients of ⟨result, r⟩ w.r.t.
+        // (x, other operand), with x stored as `dtype`.
+        let run = |weight_grad: bool, dtype: DType, create_graph: bool| -> (Tensor, Vec<Tensor>) {
+            // The same F16 values either way: widened, or as stored.
+            let x0 = leaf(vec![n, c, h, w], seed);
+            let x = x0.to_dtype(DType::F16).unwrap().to_dtype(dtype).unwrap();
+            let y = if weight_grad {
+                let gy_dims = conv2d(&x0, &leaf(wd.to_vec(), seed + 1), p).unwrap();
+                let gy = leaf(gy_dims.dims().to_vec(), seed + 2);
+                let z = conv2d_weight_grad(&x, &gy, case.k, p).unwrap();
+                (z, gy)
+            } else {
+                let wt = leaf(wd.to_vec(), seed + 1);
+                (conv2d(&x, &wt, p).unwrap(), wt)
+            };
+            let (y, other) = y;
+            assert_eq!(y.dtype(), DType::F32);
+            let r = Tensor::from_vec(values(y.numel(), seed + 3), y.dims().to_vec(), dev).unwrap();
+            let g = grad(
+                std::slice::from_ref(&y),
+                &[x.clone(), other],
+                Some(&[r]),
+                create_graph,
+            )
+            .unwrap();
+            let g: Vec<Tensor> = g.into_iter().map(|g| g.expect("a gradient")).collect();
+            assert_eq!(g[0].dtype(), dtype, "dL/dx has the input's dtype");
+            (y, g)
+        };
+        for weight_grad in [false, true] {
+            for create_graph in [false, true] {
+                let what = format!(
+                    "case {ci} {:?} {}, create_graph {create_graph}",
+                    case.x,
+                    if weight_grad {
+                        "conv2d_weight_grad"
+                    } else {
+                        "conv2d"
+                    }
+                );
+                let (y16, g16) = run(weight_grad, DType::F16, create_graph);
+                let (y32, g32) = run(weight_grad, DType::F32, create_graph);
+                assert_eq!(bits(&y16), bits(&y32), "{what}: result");
+                let dx32 = g32[0].to_dtype(DType::F16).unwrap();
+                assert_eq!(bits(&g16[0]), bits(&dx32), "{what}: dL/dx");
+                assert_eq!(
+                    bits(&g16[1]),
+                    bits(&g32[1]),
+                    "{what}: second operand's gradient"
+                );
+            }
+        }
+    }
+}
+
+/// The ops take F16 only for x: an F16 weight or output gradient is refused
+/// by name.
+#[test]
+fn conv_refuses_f16_other_operands() {
+    use stylegan2::DType;
+    let x = Tensor::from_vec(values(75, 1), vec![1, 3, 5, 5], Device::Sim).unwrap();
+    let w = Tensor::from_vec(values(45, 2), vec![5, 3, 1, 3], Device::Sim).unwrap();
+    let w16 = w.to_dtype(DType::F16).unwrap();
+    let err = conv2d(&x, &w16, Conv2d::default()).unwrap_err().to_string();
+    assert!(err.contains("conv2d") && err.contains("f16"), "{err}");
+    let gy = conv2d(&x, &w, Conv2d::default())
+        .unwrap()
+        .to_dtype(DType::F16)
+        .unwrap();
+    let err = conv2d_weight_grad(&x, &gy, [1, 3], Conv2d::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conv2d_weight_grad") && err.contains("f16"),
+        "{err}"
+    );
+}

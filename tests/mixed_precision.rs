@@ -153,6 +153,8 @@ fn ops_refuse_half_inputs_naming_the_op() {
         let x = Tensor::from_vec(common::values(24, 4), vec![1, 2, 3, 4], device).unwrap();
         let h = x.to_dtype(DType::F16).unwrap();
         let w = Tensor::from_vec(common::values(18, 5), vec![1, 2, 3, 3], device).unwrap();
+        // conv2d takes F16 x (an FP16 block's activations), not an F16 weight.
+        let hw = w.to_dtype(DType::F16).unwrap();
         let cases: Vec<(&str, stylegan2::Result<Tensor>)> = vec![
             ("add", h.add(&x)),
             ("mul", x.mul(&h)),
@@ -161,7 +163,7 @@ fn ops_refuse_half_inputs_naming_the_op() {
             ("reshape", h.reshape(vec![24])),
             (
                 "conv2d",
-                stylegan2::ops::conv::conv2d(&h, &w, stylegan2::ops::conv::Conv2d::default()),
+                stylegan2::ops::conv::conv2d(&x, &hw, stylegan2::ops::conv::Conv2d::default()),
             ),
         ];
         for (op, r) in cases {

@@ -2,6 +2,7 @@
 
 use super::{join, param, resample_filter, Activation, Kind, Module, FIR_TAPS};
 use crate::device::Device;
+use crate::dtype::DType;
 use crate::error::{invalid, shape_err, Result};
 use crate::ops::bias_act::bias_act;
 use crate::ops::conv::{conv2d, Conv2d};
@@ -107,7 +108,8 @@ pub fn conv2d_resample(
 }
 
 /// [`conv2d_resample`] with `[up, down]` and the operand precision of the
-/// convolution (see [`Conv2d::precision`]; the FIR steps stay FP32).
+/// convolution (see [`Conv2d::precision`]; the FIR steps stay FP32). `x`
+/// may be F16: the convolution reads it as stored, the FIR widens it.
 pub fn conv2d_resample_at(
     x: &Tensor,
     w: &Tensor,
@@ -173,7 +175,8 @@ pub fn conv2d_resample_at(
             flip_filter: false,
             gain: 1.0,
         };
-        let xf = upfirdn2d(x, f, &fir)?;
+        // The FIR computes on F32 (an F16 input widened).
+        let xf = upfirdn2d(&x.to_dtype(DType::F32)?, f, &fir)?;
         let stride = if pointwise { [1, 1] } else { [down, down] };
         return conv2d(&xf, &wc, Conv2d { stride, ..valid });
     }
@@ -187,7 +190,7 @@ pub fn conv2d_resample_at(
     if pointwise {
         upfirdn2d(&conv2d(x, &wc, valid)?, f, &fir)
     } else {
-        conv2d(&upfirdn2d(x, f, &fir)?, &wc, valid)
+        conv2d(&upfirdn2d(&x.to_dtype(DType::F32)?, f, &fir)?, &wc, valid)
     }
 }
 
@@ -209,12 +212,18 @@ impl Conv2dLayer {
         }
         // A layer of an FP16 block (2-byte input, see `super::mixed`):
         // FP16 operands (on the tensor cores where the device has them), FP32
-        // accumulation and epilogue, F16 result.
-        let (x, dtype) = super::mixed::widen(x)?;
+        // accumulation and epilogue, F16 result. `conv2d` reads F16 x as
+        // stored (no F32 copy kept); the FIR steps widen it (BF16: widened).
+        let dtype = x.dtype();
+        let x = &if dtype == DType::F16 {
+            x.clone()
+        } else {
+            x.to_dtype(DType::F32)?
+        };
         let w = super::mixed::weight_as(&self.weight, self.weight_gain(), dtype)?;
         let precision = super::mixed::conv_precision(dtype, precision);
         let y = conv2d_resample_at(
-            &x,
+            x,
             &w,
             &self.resample_filter,
             [self.up, self.down],

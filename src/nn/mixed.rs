@@ -3,8 +3,9 @@
 //!
 //! A block of the top `num_fp16_res` resolutions keeps its activations in
 //! F16 between layers (official `x.to(dtype)`); the synthesis layers' fused
-//! modulated convolution reads it as stored, the other layers widen it for
-//! the kernels (exact); each multiplies FP16 operands with FP32 accumulation
+//! modulated convolution and the discriminator's convolutions (`conv2d`)
+//! read it as stored, the other steps (FIR, bias_act, the unfused modulated
+//! convolution) widen it (exact); each multiplies FP16 operands with FP32 accumulation
 //! (the modulated convolution's tensor-core kernels at `Precision::F16`; the
 //! plain convolutions on FP16-rounded weights, which is the same product),
 //! runs its epilogue (bias, activation, gain, `conv_clamp`) on the FP32
@@ -31,12 +32,6 @@ pub fn block_dtype(use_fp16: bool, device: Device, force_fp32: bool) -> DType {
     } else {
         DType::F32
     }
-}
-
-/// A layer's input as F32 for the kernels, and the dtype it was stored in.
-pub(crate) fn widen(x: &Tensor) -> Result<(Tensor, DType)> {
-    let dtype = x.dtype();
-    Ok((x.to_dtype(DType::F32)?, dtype))
 }
 
 /// The operand precision of a layer whose activations are stored as

@@ -15,6 +15,7 @@ use crate::autograd::Backward;
 use crate::backend::cpu::conv::{self as cpu, ConvGeom};
 use crate::backend::cuda::conv as cuda;
 use crate::device::Device;
+use crate::dtype::DType;
 use crate::error::{invalid, shape_err, Result};
 use crate::ops::precision::Precision;
 use crate::tensor::{Storage, Tensor};
@@ -175,16 +176,45 @@ fn check_out(op: &'static str, gy: &Tensor, what: &str, g: &ConvGeom, ctx: &str)
     Ok(())
 }
 
+/// Whether `x` may be stored as F16: the activations of an FP16 block,
+/// which `conv2d` and `conv2d_weight_grad` read as stored (the tensor-core
+/// forward's `_xh` kernel) or widened into a temporary (every other kernel);
+/// the graph keeps only the F16 tensor. Their other operands are F32.
+fn check_input_dtypes(op: &'static str, x: &Tensor, other: &Tensor, what: &str) -> Result<()> {
+    if !matches!(x.dtype(), DType::F32 | DType::F16) {
+        return invalid(op, format!("input x is {}: f32 or f16 expected", x.dtype()));
+    }
+    if other.dtype() != DType::F32 {
+        return invalid(
+            op,
+            format!(
+                "{what} must be f32, got {}: cast it with to_dtype(DType::F32) first",
+                other.dtype()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// F32 and F16 (`check_input_dtypes` admits F16 for x only).
+fn f32_or_f16(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F16)
+}
+
 struct Conv2dOp(Conv2d);
 
 impl Backward for Conv2dOp {
     fn name(&self) -> &'static str {
         "conv2d"
     }
+    fn supports(&self, dtype: DType) -> bool {
+        f32_or_f16(dtype)
+    }
     fn backward(&self, inputs: &[Tensor], _y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let (x, w) = (&inputs[0], &inputs[1]);
+        // The gradient of an F16 x is F16, as x itself (rounded once).
         let dx = if x.needs_grad() {
-            Some(conv2d_input_grad(g, w, [x.dims()[2], x.dims()[3]], self.0)?)
+            Some(conv2d_input_grad(g, w, [x.dims()[2], x.dims()[3]], self.0)?.to_dtype(x.dtype())?)
         } else {
             None
         };
@@ -235,15 +265,16 @@ impl Backward for WeightGradOp {
     fn name(&self) -> &'static str {
         "conv2d_weight_grad"
     }
+    fn supports(&self, dtype: DType) -> bool {
+        f32_or_f16(dtype)
+    }
     fn backward(&self, inputs: &[Tensor], _z: &Tensor, gz: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let (x, g) = (&inputs[0], &inputs[1]);
         let dx = if x.needs_grad() {
-            Some(conv2d_input_grad(
-                g,
-                gz,
-                [x.dims()[2], x.dims()[3]],
-                self.0,
-            )?)
+            Some(
+                conv2d_input_grad(g, gz, [x.dims()[2], x.dims()[3]], self.0)?
+                    .to_dtype(x.dtype())?,
+            )
         } else {
             None
         };
@@ -259,9 +290,16 @@ impl Backward for WeightGradOp {
 /// 2-D convolution: `x` `[N, C, H, W]`, `w` `[O, C/groups, kh, kw]`,
 /// result `[N, O, OH, OW]` with `OH = (H + 2·pad_y − kh) / stride_y + 1`
 /// (and likewise for the width). Cross-correlation, as PyTorch's `F.conv2d`.
+/// `x` may be F16 (an FP16 block's activations, read as stored where the
+/// kernel can: see `check_input_dtypes`), `w` is F32; the result is F32.
 pub fn conv2d(x: &Tensor, w: &Tensor, p: Conv2d) -> Result<Tensor> {
     const OP: &str = "conv2d";
     let device = Tensor::same_device(OP, &[x, w])?;
+    check_input_dtypes(OP, x, w, "weight")?;
+    if device == Device::Cpu && x.dtype() != DType::F32 {
+        // The CPU reference computes on F32 values.
+        return conv2d(&x.to_dtype(DType::F32)?, w, p);
+    }
     let [n, c, h, wd] = rank4(OP, "input", "[N, C, H, W]", x)?;
     let wdims = rank4(OP, "weight", "[O, C/groups, kh, kw]", w)?;
     let xs = format!("input {}", x.shape());
@@ -328,6 +366,7 @@ pub fn conv2d_input_grad(
 
 /// The gradient of `conv2d` w.r.t. its weight: `x` `[N, C, H, W]`, `gy`
 /// `[N, O, OH, OW]`, result `[O, C/groups, kh, kw]` with `[kh, kw] = kernel_hw`.
+/// `x` may be F16 as in [`conv2d`] (widened into a temporary); `gy` is F32.
 pub fn conv2d_weight_grad(
     x: &Tensor,
     gy: &Tensor,
@@ -336,6 +375,10 @@ pub fn conv2d_weight_grad(
 ) -> Result<Tensor> {
     const OP: &str = "conv2d_weight_grad";
     let device = Tensor::same_device(OP, &[x, gy])?;
+    check_input_dtypes(OP, x, gy, "output gradient")?;
+    if device == Device::Cpu && x.dtype() != DType::F32 {
+        return conv2d_weight_grad(&x.to_dtype(DType::F32)?, gy, kernel_hw, p);
+    }
     let [n, c, h, wd] = rank4(OP, "input", "[N, C, H, W]", x)?;
     let [_, o, ..] = rank4(OP, "output gradient", "[N, O, OH, OW]", gy)?;
     p.check(OP)?;

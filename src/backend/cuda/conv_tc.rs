@@ -5,9 +5,10 @@
 
 use super::conv::{check_grid, WGRAD_MAX_SPLITS, WGRAD_MIN_CHUNK, WGRAD_TARGET_BLOCKS};
 use super::launch::{launch, Args, Config};
-use super::{alloc, InBuf, OutBuf};
+use super::{alloc, HalfInBuf, InBuf, OutBuf};
 use crate::backend::cpu::conv::ConvGeom;
 use crate::device::Device;
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::precision::Precision;
 use crate::tensor::Storage;
@@ -91,6 +92,17 @@ fn kernel(pass: Pass, precision: Precision) -> &'static str {
     NAMES[p][precision.tc_format().unwrap_or(1) as usize - 1]
 }
 
+/// The forward kernel that reads `x` stored as `dtype` as it is: the `_xh`
+/// kernel for F16 storage at F16 operands (no widened copy of the
+/// activations); None where `x` must be widened to FP32 first.
+pub(crate) fn forward_for_input(precision: Precision, dtype: DType) -> Option<&'static str> {
+    match (dtype, precision) {
+        (DType::F32, _) => Some(kernel(Pass::Forward, precision)),
+        (DType::F16, Precision::F16) => Some("conv_tc_fwd_f16_xh"),
+        _ => None,
+    }
+}
+
 /// The weight as the A operand `[G][Mg][kh·kw][Kpad]` (`conv_tc_weight`):
 /// the forward's (Mg = out channels) or, with `transpose`, the input
 /// gradient's (Mg = in channels); returns the buffer and Kpad.
@@ -163,10 +175,28 @@ pub(crate) fn conv_or_input_grad(
             g.groups.saturating_mul(phases),
         ),
     )?;
-    let (sin, win) = (InBuf::new(src, device)?, InBuf::new(w, device)?);
+    // F16 storage (an FP16 block's activations) is read by the forward's
+    // `_xh` kernel as it is; anything else reaches the kernel as floats
+    // (2-byte storage widened into a temporary by InBuf).
+    let xh = match (pass, src) {
+        (Pass::Forward, Storage::Half(h)) => {
+            forward_for_input(precision, h.dtype).map(|name| (h, name))
+        }
+        _ => None,
+    };
+    let (sin, shin) = match xh {
+        Some((h, _)) => (None, Some(HalfInBuf::new(h, device)?)),
+        None => (Some(InBuf::new(src, device)?), None),
+    };
+    let src_ptr = match (&sin, &shin) {
+        (Some(b), _) => b.ptr(),
+        (None, Some(b)) => b.ptr(),
+        (None, None) => unreachable!("one of the two source buffers is made"),
+    };
+    let win = InBuf::new(w, device)?;
     let (mut wt, kpad) = weight_operands(&win, g, pass != Pass::Forward, precision, device)?;
     let mut args = Args::new();
-    args.push(out.ptr()).push(sin.ptr()).push(wt.ptr());
+    args.push(out.ptr()).push(src_ptr).push(wt.ptr());
     super::conv::push_geom(&mut args, g);
     args.push(kpad as i32);
     let cfg = Config {
@@ -174,10 +204,12 @@ pub(crate) fn conv_or_input_grad(
         block: (THREADS, 1, 1),
         shared_bytes: (STAGES * 2 * TILE * ROW) as u32,
     };
-    // SAFETY: CT_CONV_PARAMS: (float*, const float*, const uchar*, 14 × int,
-    // int); out and src hold the output- and input-side tensors of `g`, wt
-    // the operands written above (freed after the launch, on the same stream).
-    unsafe { launch(device, FAMILY, kernel(pass, precision), cfg, &mut args) }
+    let name = xh.map_or(kernel(pass, precision), |(_, name)| name);
+    // SAFETY: CT_CONV_PARAMS: (float*, const float* or, for `_xh`, const
+    // ushort*, const uchar*, 14 × int, int); out and src hold the output-
+    // and input-side tensors of `g`, wt the operands written above (freed
+    // after the launch, on the same stream).
+    unsafe { launch(device, FAMILY, name, cfg, &mut args) }
 }
 
 /// How the weight gradient's reduction over `n · oh · ow` is split: (splits,
@@ -250,4 +282,29 @@ pub(crate) fn weight_grad_partial(
         )?
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// F16 storage at F16 operands picks the `_xh` forward that reads it;
+    /// F32 the precision's own kernel; anything else none (widened first).
+    #[test]
+    fn f16_input_picks_the_forward_that_reads_it() {
+        assert_eq!(
+            forward_for_input(Precision::F16, DType::F16),
+            Some("conv_tc_fwd_f16_xh")
+        );
+        for p in [Precision::TF32, Precision::BF16, Precision::F16] {
+            assert_eq!(
+                forward_for_input(p, DType::F32),
+                Some(kernel(Pass::Forward, p))
+            );
+        }
+        for p in [Precision::TF32, Precision::BF16] {
+            assert_eq!(forward_for_input(p, DType::F16), None, "{p}");
+        }
+        assert_eq!(forward_for_input(Precision::F16, DType::BF16), None);
+    }
 }
