@@ -483,9 +483,40 @@ fn input_file(flag: &str, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// An output directory that can be created, before anything costly is done.
+/// An output directory that could be created, checked before anything
+/// costly is done but not created: the writers create it with the first
+/// file, so a command that fails (no GPU, a bad network file) leaves no
+/// empty folder behind. Refuses a path whose nearest existing ancestor is
+/// not a directory or cannot be written into.
 fn out_dir(flag: &str, path: &Path) -> Result<(), String> {
-    at(flag, fsio::create_dir_all(path))
+    // `Path::ancestors` of a relative path ends with "", the current directory.
+    let existing = path
+        .ancestors()
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| a.exists());
+    match existing {
+        Some(a) if !a.is_dir() => Err(format!(
+            "{flag} {}: {} is not a directory",
+            path.display(),
+            a.display()
+        )),
+        // A directory we cannot write into (read-only, /proc): an unnamed
+        // temporary file probes it, and is gone as soon as it is dropped.
+        Some(a) => tempfile::tempfile_in(a).map(drop).map_err(|e| {
+            format!(
+                "{flag} {}: cannot create it in {}: {e}",
+                path.display(),
+                a.display()
+            )
+        }),
+        None => Ok(()),
+    }
 }
 
 /// An output file whose directory can be created.
