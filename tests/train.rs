@@ -783,3 +783,44 @@ fn trains_on_a_folder_of_gray_images() {
     assert_eq!(g.config.img_channels, 1);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The first step's estimate amortizes the lazy regularization: a phase of
+/// interval i counts 1/i of its time, the rest of the step counts whole.
+/// Hand-computed: rest 10 − (1 + 4 + 1 + 3.2) = 0.8; 0.8 + 1 + 4/4 + 1 +
+/// 3.2/16 = 4.0 (exact in binary up to the rounding of 0.2 and 0.8, hence
+/// the 1e-12).
+#[test]
+fn the_first_step_estimate_amortizes_regularization() {
+    use stylegan2::train::{StepTiming, D_REG_INTERVAL, G_REG_INTERVAL};
+    assert_eq!((G_REG_INTERVAL, D_REG_INTERVAL), (4, 16));
+    let t = StepTiming {
+        total: 10.0,
+        phases: vec![
+            (Phase::Gmain, 1, 1.0),
+            (Phase::Greg, G_REG_INTERVAL, 4.0),
+            (Phase::Dmain, 1, 1.0),
+            (Phase::Dreg, D_REG_INTERVAL, 3.2),
+        ],
+    };
+    approx::assert_abs_diff_eq!(t.amortized(), 4.0, epsilon = 1e-12);
+    // A step of main phases only is its own time.
+    let main = StepTiming {
+        total: 2.5,
+        phases: vec![(Phase::Gmain, 1, 1.0), (Phase::Dmain, 1, 1.0)],
+    };
+    approx::assert_abs_diff_eq!(main.amortized(), 2.5, epsilon = 1e-12);
+
+    // A real first step records every phase it ran, with its interval,
+    // and amortizes to less than its whole time.
+    let dir = tmpdir("timing");
+    let mut tr = official_loss(Trainer::new(opts(&dir, 0.004)).unwrap());
+    let due = tr.phases_of(0);
+    assert_eq!(due.len(), 4, "{due:?}");
+    tr.step().unwrap();
+    let ran: Vec<(Phase, usize)> = tr.last_step.phases.iter().map(|p| (p.0, p.1)).collect();
+    assert_eq!(ran, due);
+    let s = &tr.last_step;
+    assert!(s.phases.iter().all(|p| p.2 > 0.0) && s.total >= s.phases.iter().map(|p| p.2).sum());
+    assert!(s.amortized() < s.total, "{s:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
