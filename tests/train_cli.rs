@@ -246,7 +246,7 @@ fn a_long_run_prints_its_estimated_duration() {
 /// A snapshot records the batch, learning rates, γ and EMA the run trained
 /// with (not the preset's defaults), so `info` shows them and a resumed
 /// run keeps them unless told otherwise. Before, a `--batch 4` run resumed
-/// at the preset's batch 16.
+/// at the preset's batch 16, and `info` showed the preset's kimg 1000.
 #[test]
 fn a_resumed_run_keeps_its_batch_and_learning_rates() {
     let dir = std::env::temp_dir().join(format!("stylegan2-train-keep-{}", std::process::id()));
@@ -295,6 +295,8 @@ fn a_resumed_run_keeps_its_batch_and_learning_rates() {
         "\"dlr\": 0.001,",
         "\"r1_gamma\": 0.5,",
         "\"ema_kimg\": 0.5,",
+        // The run's --kimg, not the preset's 1000.
+        "\"kimg\": 0.008,",
     ] {
         assert!(info.contains(want), "{want} not in {info}");
     }
@@ -334,5 +336,7 @@ fn a_resumed_run_keeps_its_batch_and_learning_rates() {
         info.contains("training progress: 0.016 kimg (16 images shown), step 4,"),
         "{info}"
     );
+    // The resumed run's own --kimg, the total.
+    assert!(info.contains("\"kimg\": 0.016,"), "{info}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -100,8 +100,10 @@ pub struct DiscriminatorConfig {
 pub struct TrainingDefaults {
     /// Total batch size.
     pub batch: usize,
-    /// Training length in thousands of real images shown.
-    pub kimg: usize,
+    /// Training length in thousands of real images shown: the preset's
+    /// (official `cfg_specs`), or in a training snapshot the run's
+    /// `--kimg` (fractional for short runs; older files hold integers).
+    pub kimg: f64,
     /// Adam learning rate of G, and of D unless `dlr` is set.
     pub lr: f32,
     /// Adam learning rate of D when it differs from `lr` (not an official
@@ -388,7 +390,7 @@ impl ModelConfig {
             },
             training: TrainingDefaults {
                 batch: s.mb,
-                kimg: s.kimg,
+                kimg: s.kimg as f64,
                 lr: s.lrate,
                 dlr: None,
                 r1_gamma: s.gamma,

@@ -629,12 +629,13 @@ impl Trainer {
         let glr = opts.glr.unwrap_or(t.lr);
         let dlr = opts.dlr.or(t.dlr).unwrap_or(t.lr);
         // The snapshots record what this run trains with, not the preset's
-        // defaults, so that `info` shows it and a resumed run continues
-        // with the same batch, learning rates, γ and EMA unless told
-        // otherwise.
+        // defaults, so that `info` shows it (kimg included) and a resumed
+        // run continues with the same batch, learning rates, γ and EMA
+        // unless told otherwise.
         {
             let t = &mut config.training;
             (t.batch, t.r1_gamma, t.ema_kimg, t.lr) = (batch, gamma, ema_kimg, glr);
+            t.kimg = opts.kimg;
             t.dlr = (dlr != glr).then_some(dlr);
         }
         let t = &config.training;
