@@ -824,3 +824,43 @@ fn the_first_step_estimate_amortizes_regularization() {
     assert!(s.amortized() < s.total, "{s:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Freeze-D's layer count matches the layers the discriminator freezes
+/// (official `layer_idx`: fromrgb, conv0, conv1, skip per block), for each
+/// architecture: freezing that many leaves no block layer trainable, one
+/// fewer leaves exactly the last one.
+#[test]
+fn freeze_d_counts_the_layers_the_discriminator_freezes() {
+    use stylegan2::model::config::Architecture;
+    for arch in [Architecture::Orig, Architecture::Skip, Architecture::Resnet] {
+        let mut cfg = ModelConfig::preset("tiny", 32, 3, 0).unwrap().discriminator;
+        cfg.architecture = arch;
+        let layers = cfg.freezable_layers();
+        let trainable = |freeze: usize| {
+            let mut c = cfg.clone();
+            c.freeze_layers = freeze;
+            let d = Discriminator::new(&c, &mut stylegan2::rng(0), Device::Cpu).unwrap();
+            d.blocks
+                .iter()
+                .flat_map(|b| {
+                    [
+                        b.fromrgb.as_ref(),
+                        Some(&b.conv0),
+                        Some(&b.conv1),
+                        b.skip.as_ref(),
+                    ]
+                })
+                .flatten()
+                .map(|l| l.trainable)
+                .collect::<Vec<bool>>()
+        };
+        let all = trainable(0);
+        assert_eq!(all.len(), layers, "{arch:?}");
+        assert!(all.iter().all(|&t| t));
+        assert!(trainable(layers).iter().all(|&t| !t), "{arch:?}");
+        assert!(trainable(999_999).iter().all(|&t| !t), "{arch:?}");
+        let last = trainable(layers - 1);
+        assert_eq!(last.iter().filter(|&&t| t).count(), 1, "{arch:?}");
+        assert!(last[layers - 1], "{arch:?}");
+    }
+}

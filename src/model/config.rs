@@ -550,6 +550,26 @@ impl GeneratorConfig {
 }
 
 impl DiscriminatorConfig {
+    /// The layers Freeze-D counts (official `DiscriminatorBlock`'s
+    /// `layer_idx`): per block from the highest resolution, fromrgb (first
+    /// block, or every block with 'skip'), conv0, conv1 and, with
+    /// 'resnet', skip. `freeze_layers` at or above it freezes every block;
+    /// the 4×4 epilogue always trains.
+    pub fn freezable_layers(&self) -> usize {
+        let blocks = self.block_resolutions().len();
+        let fromrgb = if self.architecture == Architecture::Skip {
+            blocks
+        } else {
+            blocks.min(1)
+        };
+        let skip = if self.architecture == Architecture::Resnet {
+            blocks
+        } else {
+            0
+        };
+        fromrgb + 2 * blocks + skip
+    }
+
     /// Block resolutions R, R/2, …, 8 (the 4×4 epilogue is separate).
     pub fn block_resolutions(&self) -> Vec<usize> {
         (3..=self.img_resolution.trailing_zeros())

@@ -604,10 +604,20 @@ impl Trainer {
             (false, None) => {}
         }
         if let Some(n) = opts.freezed {
+            let layers = config.discriminator.freezable_layers();
             if n != config.discriminator.freeze_layers {
-                eprintln!(
-                    "stylegan2: note: Freeze-D: the first {n} layers of D are not trained (--freezed)"
-                );
+                // As the official --freezed, any count is accepted (it
+                // only compares each layer's index with it); one beyond
+                // D's layers is said plainly.
+                if n >= layers {
+                    eprintln!(
+                        "stylegan2: note: Freeze-D: --freezed {n} freezes all {layers} layers of D's blocks (0-{layers} are distinct); only the 4×4 epilogue trains"
+                    );
+                } else {
+                    eprintln!(
+                        "stylegan2: note: Freeze-D: the first {n} of D's {layers} block layers are not trained (--freezed)"
+                    );
+                }
             }
             config.discriminator.freeze_layers = n;
         }
