@@ -325,9 +325,13 @@ enum Command {
         /// auto (the GPU if one is found, else the CPU), cpu, cuda, cuda:N or sim.
         #[arg(long, default_value = "auto")]
         device: String,
-        /// The figure's PNG file.
+        /// Directory of the figure, written as grid.png (created), as the
+        /// official style_mixing.py --outdir (which also writes each cell).
+        #[arg(long, value_parser = flags::path, required_unless_present = "out", conflicts_with = "out")]
+        outdir: Option<PathBuf>,
+        /// The figure's PNG file (instead of --outdir).
         #[arg(long, value_parser = flags::path)]
-        out: PathBuf,
+        out: Option<PathBuf>,
     },
     /// Print a network file's configuration, parameter counts and, for a
     /// training snapshot, its progress.
@@ -824,15 +828,21 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             class,
             latents,
             device,
+            outdir,
             out,
         } => {
+            let (flag, out) = match (outdir, out) {
+                (Some(d), _) => ("--outdir", d.join("grid.png")),
+                (None, Some(f)) => ("--out", f),
+                (None, None) => return Err("give --outdir DIR (or --out FILE.png)".into()),
+            };
             let latents = at("--latents", mcli::Latents::parse(&latents))?;
             let rows = RangeList::parse(&rows, "--rows", flags::MAX_FIGURE_SEEDS)?.values();
             let cols = RangeList::parse(&cols, "--cols", flags::MAX_FIGURE_SEEDS)?.values();
             let styles = RangeList::parse(&styles, "--styles", 1024)?;
             let noise_mode = at("--noise-mode", NoiseMode::parse(&noise_mode))?;
             input_file("--network", &network)?;
-            out_file("--out", &out)?;
+            out_file(flag, &out)?;
             let device = at("--device", Device::parse(&device))?;
             let (_, g) = at("--network", load_generator(&network, device))?;
             let num_ws = g.num_ws() as u64;
