@@ -68,6 +68,31 @@ fn init_info_generate_style_mix() {
         "mix.png",
     ]);
     assert!(dir.join("mix.png").exists());
+    // The official style_mixing.py's --outdir: the figure as grid.png there,
+    // the same figure as --out's.
+    ok(&[
+        "style-mix",
+        "--network",
+        "w.safetensors",
+        "--rows",
+        "0-1",
+        "--cols",
+        "2-3",
+        "--styles",
+        "0-1",
+        "--outdir",
+        "mixdir",
+    ]);
+    assert_eq!(
+        std::fs::read(dir.join("mixdir/grid.png")).unwrap(),
+        std::fs::read(dir.join("mix.png")).unwrap()
+    );
+    let o = run(&["style-mix", "--network", "w.safetensors"], &dir);
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--outdir"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     let fails = |args: &[&str], needle: &str| {
         let o = run(args, &dir);

@@ -207,3 +207,61 @@ fn transfer_run_from_a_pickle_with_freeze_d() {
         assert_eq!(same, frozen, "{name}");
     }
 }
+
+/// A damaged pickle (G.mapping.fc1.weight misshapen, G_ema intact; or a
+/// tensor missing) is refused by generate, style-mix and metric as by
+/// convert, naming the tensor, and nothing is written.
+#[test]
+fn every_command_refuses_the_pickles_convert_refuses() {
+    let dir = tmp("damaged");
+    for (pkl, needle) in [
+        ("bad_shape.pkl", "mapping.fc1.weight"),
+        ("bad_missing.pkl", "synthesis.b16.torgb.bias"),
+    ] {
+        let p = data(pkl);
+        let p = p.to_str().unwrap();
+        let (s, _, err) = run(&["convert", p, "c.safetensors"], &dir);
+        assert!(!s && err.contains(needle), "convert {pkl}: {err}");
+        for args in [
+            vec![
+                "generate",
+                "--network",
+                p,
+                "--seeds",
+                "0",
+                "--device",
+                "cpu",
+                "--outdir",
+                "g",
+            ],
+            vec![
+                "style-mix",
+                "--network",
+                p,
+                "--device",
+                "cpu",
+                "--out",
+                "m.png",
+            ],
+            vec![
+                "metric",
+                "--network",
+                p,
+                "--data",
+                "synthetic:8",
+                "--num",
+                "8",
+                "--device",
+                "cpu",
+            ],
+        ] {
+            let (s, _, err) = run(&args, &dir);
+            assert!(
+                !s && err.contains(needle) && err.contains(pkl),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(&dir).ok();
+}

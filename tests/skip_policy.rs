@@ -4,17 +4,20 @@
 //! One test in this binary, so setting the environment races with nothing.
 
 mod common;
-use common::skip::{message, required, skip, Need};
+use common::skip::{message, required, short_reason, skip_with, Need};
+use std::sync::Mutex;
 
 #[test]
 fn a_required_piece_fails_and_an_optional_one_says_skipped() {
+    // The lines go here, not to the real stderr: a policy check printed
+    // as "SKIPPED" in every test run read as a real skip.
+    let said = Mutex::new(Vec::<String>::new());
     let run = |need| {
-        std::panic::catch_unwind(|| {
-            skip(
-                need,
-                "not a real skip: tests/skip_policy.rs checks the policy",
-            )
-        })
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            skip_with(need, "policy check", &mut |line| {
+                said.lock().unwrap().push(line.to_string())
+            })
+        }))
     };
     std::env::remove_var("STYLEGAN2_REQUIRE_NVRTC");
 
@@ -25,6 +28,10 @@ fn a_required_piece_fails_and_an_optional_one_says_skipped() {
     assert!(
         run(Need::Gpu).is_ok(),
         "an optional piece only says SKIPPED"
+    );
+    assert_eq!(
+        said.lock().unwrap().as_slice(),
+        ["SKIPPED: a_required_piece_fails_and_an_optional_one_says_skipped: needs gpu: policy check\n"]
     );
 
     std::env::remove_var("STYLEGAN2_REQUIRE");
@@ -38,4 +45,15 @@ fn a_required_piece_fails_and_an_optional_one_says_skipped() {
         text.starts_with("SKIPPED: a_required_piece_fails_and_an_optional_one_says_skipped: needs gpu: no driver"),
         "{text}"
     );
+}
+
+/// A GPU skip is one short line: the driver error without its advice.
+#[test]
+fn a_gpu_skip_gives_the_gist_of_the_error() {
+    let e = "unavailable: libcuda.so not found: no NVIDIA driver on this machine (install the NVIDIA driver to use a GPU; Device::Cpu and Device::Sim need none)";
+    assert_eq!(
+        short_reason(e),
+        "libcuda.so not found: no NVIDIA driver on this machine"
+    );
+    assert_eq!(short_reason("cuInit failed: 100"), "cuInit failed: 100");
 }

@@ -783,3 +783,84 @@ fn trains_on_a_folder_of_gray_images() {
     assert_eq!(g.config.img_channels, 1);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The first step's estimate amortizes the lazy regularization: a phase of
+/// interval i counts 1/i of its time, the rest of the step counts whole.
+/// Hand-computed: rest 10 − (1 + 4 + 1 + 3.2) = 0.8; 0.8 + 1 + 4/4 + 1 +
+/// 3.2/16 = 4.0 (exact in binary up to the rounding of 0.2 and 0.8, hence
+/// the 1e-12).
+#[test]
+fn the_first_step_estimate_amortizes_regularization() {
+    use stylegan2::train::{StepTiming, D_REG_INTERVAL, G_REG_INTERVAL};
+    assert_eq!((G_REG_INTERVAL, D_REG_INTERVAL), (4, 16));
+    let t = StepTiming {
+        total: 10.0,
+        phases: vec![
+            (Phase::Gmain, 1, 1.0),
+            (Phase::Greg, G_REG_INTERVAL, 4.0),
+            (Phase::Dmain, 1, 1.0),
+            (Phase::Dreg, D_REG_INTERVAL, 3.2),
+        ],
+    };
+    approx::assert_abs_diff_eq!(t.amortized(), 4.0, epsilon = 1e-12);
+    // A step of main phases only is its own time.
+    let main = StepTiming {
+        total: 2.5,
+        phases: vec![(Phase::Gmain, 1, 1.0), (Phase::Dmain, 1, 1.0)],
+    };
+    approx::assert_abs_diff_eq!(main.amortized(), 2.5, epsilon = 1e-12);
+
+    // A real first step records every phase it ran, with its interval,
+    // and amortizes to less than its whole time.
+    let dir = tmpdir("timing");
+    let mut tr = official_loss(Trainer::new(opts(&dir, 0.004)).unwrap());
+    let due = tr.phases_of(0);
+    assert_eq!(due.len(), 4, "{due:?}");
+    tr.step().unwrap();
+    let ran: Vec<(Phase, usize)> = tr.last_step.phases.iter().map(|p| (p.0, p.1)).collect();
+    assert_eq!(ran, due);
+    let s = &tr.last_step;
+    assert!(s.phases.iter().all(|p| p.2 > 0.0) && s.total >= s.phases.iter().map(|p| p.2).sum());
+    assert!(s.amortized() < s.total, "{s:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Freeze-D's layer count matches the layers the discriminator freezes
+/// (official `layer_idx`: fromrgb, conv0, conv1, skip per block), for each
+/// architecture: freezing that many leaves no block layer trainable, one
+/// fewer leaves exactly the last one.
+#[test]
+fn freeze_d_counts_the_layers_the_discriminator_freezes() {
+    use stylegan2::model::config::Architecture;
+    for arch in [Architecture::Orig, Architecture::Skip, Architecture::Resnet] {
+        let mut cfg = ModelConfig::preset("tiny", 32, 3, 0).unwrap().discriminator;
+        cfg.architecture = arch;
+        let layers = cfg.freezable_layers();
+        let trainable = |freeze: usize| {
+            let mut c = cfg.clone();
+            c.freeze_layers = freeze;
+            let d = Discriminator::new(&c, &mut stylegan2::rng(0), Device::Cpu).unwrap();
+            d.blocks
+                .iter()
+                .flat_map(|b| {
+                    [
+                        b.fromrgb.as_ref(),
+                        Some(&b.conv0),
+                        Some(&b.conv1),
+                        b.skip.as_ref(),
+                    ]
+                })
+                .flatten()
+                .map(|l| l.trainable)
+                .collect::<Vec<bool>>()
+        };
+        let all = trainable(0);
+        assert_eq!(all.len(), layers, "{arch:?}");
+        assert!(all.iter().all(|&t| t));
+        assert!(trainable(layers).iter().all(|&t| !t), "{arch:?}");
+        assert!(trainable(999_999).iter().all(|&t| !t), "{arch:?}");
+        let last = trainable(layers - 1);
+        assert_eq!(last.iter().filter(|&&t| t).count(), 1, "{arch:?}");
+        assert!(last[layers - 1], "{arch:?}");
+    }
+}

@@ -273,7 +273,7 @@ fn a_long_run_prints_its_estimated_duration() {
 /// A snapshot records the batch, learning rates, γ and EMA the run trained
 /// with (not the preset's defaults), so `info` shows them and a resumed
 /// run keeps them unless told otherwise. Before, a `--batch 4` run resumed
-/// at the preset's batch 16.
+/// at the preset's batch 16, and `info` showed the preset's kimg 1000.
 #[test]
 fn a_resumed_run_keeps_its_batch_and_learning_rates() {
     let dir = std::env::temp_dir().join(format!("stylegan2-train-keep-{}", std::process::id()));
@@ -322,6 +322,8 @@ fn a_resumed_run_keeps_its_batch_and_learning_rates() {
         "\"dlr\": 0.001,",
         "\"r1_gamma\": 0.5,",
         "\"ema_kimg\": 0.5,",
+        // The run's --kimg, not the preset's 1000.
+        "\"kimg\": 0.008,",
     ] {
         assert!(info.contains(want), "{want} not in {info}");
     }
@@ -361,5 +363,55 @@ fn a_resumed_run_keeps_its_batch_and_learning_rates() {
         info.contains("training progress: 0.016 kimg (16 images shown), step 4,"),
         "{info}"
     );
+    // The resumed run's own --kimg, the total.
+    assert!(info.contains("\"kimg\": 0.016,"), "{info}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `--freezed` beyond D's layers: accepted, as the official `--freezed`
+/// (which only compares each layer's index with it), with a note that
+/// names D's layer count and says every block is frozen.
+#[test]
+fn freezed_beyond_the_layers_of_d_says_so() {
+    let dir = std::env::temp_dir().join(format!("stylegan2-train-freezed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = |n: &'static str| {
+        vec![
+            "train",
+            "--data",
+            "synthetic:8",
+            "--resolution",
+            "16",
+            "--batch",
+            "4",
+            "--kimg",
+            "0.004",
+            "--grid",
+            "1",
+            "--metrics",
+            "none",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--outdir",
+            "runs",
+            "--freezed",
+            n,
+        ]
+    };
+    // tiny at 16×16, 'resnet': blocks 16 and 8, fromrgb + 2 × (conv0,
+    // conv1, skip) = 7 layers.
+    let o = run(&args("999999"), &dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("--freezed 999999 freezes all 7 layers"),
+        "{err}"
+    );
+    let o = run(&args("3"), &dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("the first 3 of D's 7 block layers"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -332,9 +332,13 @@ enum Command {
         /// auto (the GPU if one is found, else the CPU), cpu, cuda, cuda:N or sim.
         #[arg(long, default_value = "auto")]
         device: String,
-        /// The figure's PNG file.
+        /// Directory of the figure, written as grid.png (created), as the
+        /// official style_mixing.py --outdir (which also writes each cell).
+        #[arg(long, value_parser = flags::path, required_unless_present = "out", conflicts_with = "out")]
+        outdir: Option<PathBuf>,
+        /// The figure's PNG file (instead of --outdir).
         #[arg(long, value_parser = flags::path)]
-        out: PathBuf,
+        out: Option<PathBuf>,
     },
     /// Print a network file's configuration, parameter counts and, for a
     /// training snapshot, its progress.
@@ -490,9 +494,40 @@ fn input_file(flag: &str, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// An output directory that can be created, before anything costly is done.
+/// An output directory that could be created, checked before anything
+/// costly is done but not created: the writers create it with the first
+/// file, so a command that fails (no GPU, a bad network file) leaves no
+/// empty folder behind. Refuses a path whose nearest existing ancestor is
+/// not a directory or cannot be written into.
 fn out_dir(flag: &str, path: &Path) -> Result<(), String> {
-    at(flag, fsio::create_dir_all(path))
+    // `Path::ancestors` of a relative path ends with "", the current directory.
+    let existing = path
+        .ancestors()
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| a.exists());
+    match existing {
+        Some(a) if !a.is_dir() => Err(format!(
+            "{flag} {}: {} is not a directory",
+            path.display(),
+            a.display()
+        )),
+        // A directory we cannot write into (read-only, /proc): an unnamed
+        // temporary file probes it, and is gone as soon as it is dropped.
+        Some(a) => tempfile::tempfile_in(a).map(drop).map_err(|e| {
+            format!(
+                "{flag} {}: cannot create it in {}: {e}",
+                path.display(),
+                a.display()
+            )
+        }),
+        None => Ok(()),
+    }
 }
 
 /// An output file whose directory can be created.
@@ -801,15 +836,21 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             class,
             latents,
             device,
+            outdir,
             out,
         } => {
+            let (flag, out) = match (outdir, out) {
+                (Some(d), _) => ("--outdir", d.join("grid.png")),
+                (None, Some(f)) => ("--out", f),
+                (None, None) => return Err("give --outdir DIR (or --out FILE.png)".into()),
+            };
             let latents = at("--latents", mcli::Latents::parse(&latents))?;
             let rows = RangeList::parse(&rows, "--rows", flags::MAX_FIGURE_SEEDS)?.values();
             let cols = RangeList::parse(&cols, "--cols", flags::MAX_FIGURE_SEEDS)?.values();
             let styles = RangeList::parse(&styles, "--styles", 1024)?;
             let noise_mode = at("--noise-mode", NoiseMode::parse(&noise_mode))?;
             input_file("--network", &network)?;
-            out_file("--out", &out)?;
+            out_file(flag, &out)?;
             let device = at("--device", Device::parse(&device))?;
             let (_, g) = at("--network", load_generator(&network, device))?;
             let num_ws = g.num_ws() as u64;

@@ -100,8 +100,10 @@ pub struct DiscriminatorConfig {
 pub struct TrainingDefaults {
     /// Total batch size.
     pub batch: usize,
-    /// Training length in thousands of real images shown.
-    pub kimg: usize,
+    /// Training length in thousands of real images shown: the preset's
+    /// (official `cfg_specs`), or in a training snapshot the run's
+    /// `--kimg` (fractional for short runs; older files hold integers).
+    pub kimg: f64,
     /// Adam learning rate of G, and of D unless `dlr` is set.
     pub lr: f32,
     /// Adam learning rate of D when it differs from `lr` (not an official
@@ -388,7 +390,7 @@ impl ModelConfig {
             },
             training: TrainingDefaults {
                 batch: s.mb,
-                kimg: s.kimg,
+                kimg: s.kimg as f64,
                 lr: s.lrate,
                 dlr: None,
                 r1_gamma: s.gamma,
@@ -548,6 +550,26 @@ impl GeneratorConfig {
 }
 
 impl DiscriminatorConfig {
+    /// The layers Freeze-D counts (official `DiscriminatorBlock`'s
+    /// `layer_idx`): per block from the highest resolution, fromrgb (first
+    /// block, or every block with 'skip'), conv0, conv1 and, with
+    /// 'resnet', skip. `freeze_layers` at or above it freezes every block;
+    /// the 4×4 epilogue always trains.
+    pub fn freezable_layers(&self) -> usize {
+        let blocks = self.block_resolutions().len();
+        let fromrgb = if self.architecture == Architecture::Skip {
+            blocks
+        } else {
+            blocks.min(1)
+        };
+        let skip = if self.architecture == Architecture::Resnet {
+            blocks
+        } else {
+            0
+        };
+        fromrgb + 2 * blocks + skip
+    }
+
     /// Block resolutions R, R/2, …, 8 (the 4×4 epilogue is separate).
     pub fn block_resolutions(&self) -> Vec<usize> {
         (3..=self.img_resolution.trailing_zeros())

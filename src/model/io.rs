@@ -57,6 +57,13 @@ pub fn read_networks(
     let path = path.as_ref();
     if is_pickle_file(path) {
         let pkl = crate::pickle::read_file(path)?;
+        // The checks of `convert` (every network of the pickle loads, no
+        // tensor missing or misshapen), so that generate, style-mix,
+        // metric and train --resume refuse what convert refuses rather
+        // than use half of a damaged file. A CPU copy, dropped at once:
+        // the networks only exist for the check.
+        check_networks(&pkl.config, &pkl.state_dict(Device::Cpu)?)
+            .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
         for n in &pkl.notes {
             eprintln!("stylegan2: note: {n}");
         }

@@ -304,6 +304,35 @@ pub struct Trainer {
     pub grid_plan: GridPlan,
     /// The metrics of each snapshot (`opts.metrics` resolved).
     pub metrics: Vec<crate::metrics::Metric>,
+    /// Wall-clock seconds of the last step, whole and per phase.
+    pub last_step: StepTiming,
+}
+
+/// Wall-clock seconds of one training step: the whole step and each of its
+/// phases with the phase's interval (1, `G_REG_INTERVAL` or
+/// `D_REG_INTERVAL`).
+#[derive(Clone, Debug, Default)]
+pub struct StepTiming {
+    pub total: f64,
+    pub phases: Vec<(Phase, usize, f64)>,
+}
+
+impl StepTiming {
+    /// Seconds per step averaged over the lazy-regularization schedule: a
+    /// phase of interval `i` runs on one step in `i` (official
+    /// `G_reg_interval` 4, `D_reg_interval` 16), so it counts `1/i` of its
+    /// time; the rest of the step (data, EMA, counters) counts whole. From
+    /// the first step, which runs every phase, this avoids an estimate
+    /// that counts both regularizations on every step.
+    pub fn amortized(&self) -> f64 {
+        let in_phases: f64 = self.phases.iter().map(|p| p.2).sum();
+        let rest = (self.total - in_phases).max(0.0);
+        rest + self
+            .phases
+            .iter()
+            .map(|&(_, i, t)| t / i.max(1) as f64)
+            .sum::<f64>()
+    }
 }
 
 /// The layout of the reals and fakes grids.
@@ -580,10 +609,20 @@ impl Trainer {
             (false, None) => {}
         }
         if let Some(n) = opts.freezed {
+            let layers = config.discriminator.freezable_layers();
             if n != config.discriminator.freeze_layers {
-                eprintln!(
-                    "stylegan2: note: Freeze-D: the first {n} layers of D are not trained (--freezed)"
-                );
+                // As the official --freezed, any count is accepted (it
+                // only compares each layer's index with it); one beyond
+                // D's layers is said plainly.
+                if n >= layers {
+                    eprintln!(
+                        "stylegan2: note: Freeze-D: --freezed {n} freezes all {layers} layers of D's blocks (0-{layers} are distinct); only the 4×4 epilogue trains"
+                    );
+                } else {
+                    eprintln!(
+                        "stylegan2: note: Freeze-D: the first {n} of D's {layers} block layers are not trained (--freezed)"
+                    );
+                }
             }
             config.discriminator.freeze_layers = n;
         }
@@ -605,12 +644,13 @@ impl Trainer {
         let glr = opts.glr.unwrap_or(t.lr);
         let dlr = opts.dlr.or(t.dlr).unwrap_or(t.lr);
         // The snapshots record what this run trains with, not the preset's
-        // defaults, so that `info` shows it and a resumed run continues
-        // with the same batch, learning rates, γ and EMA unless told
-        // otherwise.
+        // defaults, so that `info` shows it (kimg included) and a resumed
+        // run continues with the same batch, learning rates, γ and EMA
+        // unless told otherwise.
         {
             let t = &mut config.training;
             (t.batch, t.r1_gamma, t.ema_kimg, t.lr) = (batch, gamma, ema_kimg, glr);
+            t.kimg = opts.kimg;
             t.dlr = (dlr != glr).then_some(dlr);
         }
         let t = &config.training;
@@ -673,6 +713,7 @@ impl Trainer {
             ada,
             grid_plan,
             metrics,
+            last_step: StepTiming::default(),
         };
         if let Some((path, l)) = &resumed {
             trainer.restore(path, l)?;
@@ -773,6 +814,8 @@ impl Trainer {
 
     /// One training step on the next batch of reals.
     pub fn step(&mut self) -> Result<()> {
+        let t_step = Instant::now();
+        let mut phase_secs = Vec::new();
         let device = self.opts.device;
         let (real, real_c) = if self.cond {
             let (img, c) = self
@@ -788,6 +831,7 @@ impl Trainer {
         }
         let z_dim = self.config.generator.z_dim;
         for (phase, interval) in self.phases_of(self.step) {
+            let t_phase = Instant::now();
             let gen_z = Tensor::randn(vec![self.batch, z_dim], &mut rng, device);
             // Official: the labels of random training images.
             let gen_c = if self.cond {
@@ -846,6 +890,8 @@ impl Trainer {
                 }
                 self.stats.add(name, v);
             }
+            // The stats' `to_scalar` waited for the device: the phase is done.
+            phase_secs.push((phase, interval, t_phase.elapsed().as_secs_f64()));
         }
         let beta = ema_beta(self.batch, self.ema_kimg, self.ema_rampup, self.cur_nimg);
         update_ema(&self.g_ema, &self.g, beta)?;
@@ -855,6 +901,10 @@ impl Trainer {
         if let Some(ada) = &mut self.ada {
             ada.after_step(self.step, self.batch);
         }
+        self.last_step = StepTiming {
+            total: t_step.elapsed().as_secs_f64(),
+            phases: phase_secs,
+        };
         Ok(())
     }
 
@@ -981,6 +1031,11 @@ impl Trainer {
             .progress_chars("=> "),
         );
         bar.set_position(self.cur_nimg.min(total));
+        // The clock and spinner move on their own, so a first step of
+        // minutes (paper256 on a CPU) does not look like a hang.
+        if !bar.is_hidden() {
+            bar.enable_steady_tick(std::time::Duration::from_millis(500));
+        }
         let progress = self.opts.progress;
         // Status lines go above the bar, or to stdout when there is no
         // terminal to draw it on (indicatif then hides the bar and its lines).
@@ -1025,11 +1080,25 @@ impl Trainer {
             .checked_div(snap)
             .map_or(u64::MAX, |k| (k + 1) * snap);
         let mut first_step = true;
+        if self.cur_nimg < total {
+            let phases: Vec<&str> = self
+                .phases_of(self.step)
+                .iter()
+                .map(|p| p.0.name())
+                .collect();
+            say(
+                &bar,
+                format!(
+                    "first step ({}: every phase due, so the slowest step; it also warms up) …",
+                    phases.join(", ")
+                ),
+            );
+            bar.set_message("first step …");
+        }
         while self.cur_nimg < total {
-            let t_step = Instant::now();
             self.step()?;
             if std::mem::take(&mut first_step) {
-                self.announce_duration(t_step.elapsed().as_secs_f64(), total, &say, &bar);
+                self.announce_duration(self.last_step.amortized(), total, &say, &bar);
             }
             let (t0, n0) = interval_start;
             let sec_per_kimg =
@@ -1089,8 +1158,10 @@ impl Trainer {
     }
 
     /// After the first step: when the run would take over an hour at that
-    /// pace, says so with the estimated time per kimg (the first step also
-    /// warms up, so this errs long).
+    /// pace, says so with the estimated time per kimg. `secs` is the first
+    /// step's time with its regularization phases amortized over their
+    /// intervals ([`StepTiming::amortized`]); the first step also warms
+    /// up, so this still errs long.
     fn announce_duration(
         &self,
         secs: f64,
@@ -1120,7 +1191,7 @@ impl Trainer {
         say(
             bar,
             format!(
-                "estimated {per_kimg:.0} s/kimg on {} from the first step: the {:.3} kimg left would take about {amount:.1} {unit}; Ctrl-C stops it (shorter: {})",
+                "estimated {per_kimg:.0} s/kimg on {} from the first step (regularization amortized over its intervals; an upper bound, the first step also warms up): the {:.3} kimg left would take about {amount:.1} {unit}; Ctrl-C stops it (shorter: {})",
                 self.opts.device,
                 total.saturating_sub(self.cur_nimg) as f64 / 1000.0,
                 faster.join(", ")

@@ -234,7 +234,7 @@ pub fn kernel_devices() -> Vec<Device> {
         Ok(gpu) => d.push(gpu),
         Err(e) => skip::skip_in_binary(
             skip::Need::Gpu,
-            &format!("kernels checked on the simulator only, not on a GPU ({e})"),
+            &format!("simulator only: {}", skip::short_reason(&e.to_string())),
         ),
     }
     d

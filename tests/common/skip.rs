@@ -60,6 +60,14 @@ pub fn message(need: Need, reason: &str) -> String {
     format!("SKIPPED: {test}: needs {}: {reason}", need.name())
 }
 
+/// The gist of an error for a one-line skip: without the advice in
+/// parentheses and the "unavailable: " prefix of `Device::cuda`'s errors
+/// (`libcuda.so not found: no NVIDIA driver on this machine`).
+pub fn short_reason(error: &str) -> &str {
+    let e = error.strip_prefix("unavailable: ").unwrap_or(error);
+    e.split_once(" (").map_or(e, |(gist, _)| gist).trim()
+}
+
 /// Records that the calling test (or part of it) does not run because
 /// `need` is absent, for `reason`. Panics when `need` is required (see the
 /// module doc); otherwise writes the message straight to the process's
@@ -90,6 +98,22 @@ pub fn skip_in_binary(need: Need, reason: &str) {
 }
 
 fn report(need: Need, text: String) {
+    report_with(need, text, &mut |line| {
+        // `eprintln!` is captured by libtest for a passing test; a direct
+        // write to the stderr handle is not. One write, so that the line
+        // does not interleave with the harness's own output.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    })
+}
+
+/// As `skip`, writing the line (once per text and process) to `out`
+/// instead of the real stderr: tests/skip_policy.rs checks the policy
+/// without printing a skip that is not one.
+pub fn skip_with(need: Need, reason: &str, out: &mut dyn FnMut(&str)) {
+    report_with(need, message(need, reason), out)
+}
+
+fn report_with(need: Need, text: String, out: &mut dyn FnMut(&str)) {
     assert!(
         !required(need),
         "'{}' is required here (STYLEGAN2_REQUIRE) but absent, so this may not skip: {text}",
@@ -101,11 +125,6 @@ fn report(need: Need, text: String) {
         .unwrap_or_else(|e| e.into_inner())
         .insert(text.clone());
     if first {
-        // `eprintln!` is captured by libtest for a passing test; a direct
-        // write to the stderr handle is not. One write, so that the line
-        // does not interleave with the harness's own output.
-        let _ = std::io::stderr()
-            .lock()
-            .write_all(format!("{text}\n").as_bytes());
+        out(&format!("{text}\n"));
     }
 }
