@@ -223,6 +223,40 @@ impl Implicit {
     fn plane(&self) -> usize {
         self.hp * self.wp
     }
+    /// Writes the `cg` planes of `xg` (`[cg, h, w]`) zero-padded into `xpad`
+    /// (`cg·hp·wp + kw` floats: the tail the last junk columns read is
+    /// zeroed too).
+    fn pad_input(&self, xg: &[f32], g: &ConvGeom, xpad: &mut [f32], par: bool) {
+        let (hw, plane, wp) = (g.h * g.w, self.plane(), self.wp);
+        let [py, px] = g.padding;
+        // Zero only the borders and the tail; the interior is overwritten.
+        let pad_plane = |(c, dst): (usize, &mut [f32])| {
+            let src = &xg[c * hw..][..hw];
+            dst[..py * wp].fill(0.0);
+            for (y, row) in dst[py * wp..(py + g.h) * wp]
+                .chunks_exact_mut(wp)
+                .enumerate()
+            {
+                row[..px].fill(0.0);
+                row[px..px + g.w].copy_from_slice(&src[y * g.w..][..g.w]);
+                row[px + g.w..].fill(0.0);
+            }
+            dst[(py + g.h) * wp..].fill(0.0);
+        };
+        let (planes, tail) = xpad.split_at_mut(g.cg() * plane);
+        tail.fill(0.0);
+        if par {
+            planes
+                .par_chunks_exact_mut(plane)
+                .enumerate()
+                .for_each(pad_plane);
+        } else {
+            planes
+                .chunks_exact_mut(plane)
+                .enumerate()
+                .for_each(pad_plane);
+        }
+    }
     /// Scratch floats: the padded input planes of one group (plus the
     /// `kw − 1` elements the last junk columns read past the end) and the
     /// `og × oh·wp` product.
@@ -242,37 +276,10 @@ fn conv_implicit(
     par: bool,
 ) {
     let im = Implicit::new(g);
-    let (cg, og, kk, hw, plane) = (g.cg(), g.og(), g.kh * g.kw, g.h * g.w, im.plane());
-    let [py, px] = g.padding;
+    let (cg, og, kk, plane) = (g.cg(), g.og(), g.kh * g.kw, im.plane());
     let (xpad, prod) = scratch.split_at_mut(cg * plane + g.kw);
     let prod = &mut prod[..og * g.oh * im.wp];
-    // Zero only the borders and the tail; the interior is overwritten.
-    let pad_plane = |(c, dst): (usize, &mut [f32])| {
-        let src = &xg[c * hw..][..hw];
-        dst[..py * im.wp].fill(0.0);
-        for (y, row) in dst[py * im.wp..(py + g.h) * im.wp]
-            .chunks_exact_mut(im.wp)
-            .enumerate()
-        {
-            row[..px].fill(0.0);
-            row[px..px + g.w].copy_from_slice(&src[y * g.w..][..g.w]);
-            row[px + g.w..].fill(0.0);
-        }
-        dst[(py + g.h) * im.wp..].fill(0.0);
-    };
-    let (planes, tail) = xpad.split_at_mut(cg * plane);
-    tail.fill(0.0);
-    if par {
-        planes
-            .par_chunks_exact_mut(plane)
-            .enumerate()
-            .for_each(pad_plane);
-    } else {
-        planes
-            .chunks_exact_mut(plane)
-            .enumerate()
-            .for_each(pad_plane);
-    }
+    im.pad_input(xg, g, xpad, par);
     let q = g.oh * im.wp;
     for t in 0..kk {
         let (i, j) = (t / g.kw, t % g.kw);
@@ -380,9 +387,75 @@ fn conv2d_by(x: &[f32], w: &[f32], g: &ConvGeom, implicit: bool) -> Vec<f32> {
 
 /// The gradient of `conv2d` w.r.t. its input: `gy` `[n, o, oh, ow]`, `w`
 /// `[o, c/groups, kh, kw]`, result `[n, c, h, w]`.
+///
+/// With stride 1 this is itself a stride-1 convolution (see [`transposed`])
+/// and runs as one by implicit GEMM where that applies, else by
+/// GEMM + col2im.
 pub fn conv2d_input_grad(gy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
+    conv2d_input_grad_by(
+        gy,
+        w,
+        g,
+        transposed(g).is_some_and(|t| Implicit::applies(&t)),
+    )
+}
+
+/// The geometry of the input gradient of a stride-1 convolution as a
+/// convolution of its own: `gx = conv2d(gy, w')` with `w'[g·cg + c, o, i, j]
+/// = w[g·og + o, c, kh−1−i, kw−1−j]` ([`flip_transpose`]) and padding
+/// `k − 1 − pad` on each axis (the full correlation's adjoint), which maps
+/// `oh × ow` back onto `h × w`. `None` for other strides or a padding wider
+/// than `k − 1`.
+fn transposed(g: &ConvGeom) -> Option<ConvGeom> {
+    if g.stride != [1, 1] || g.padding[0] >= g.kh || g.padding[1] >= g.kw {
+        return None;
+    }
+    Some(ConvGeom {
+        n: g.n,
+        c: g.o,
+        h: g.oh,
+        w: g.ow,
+        o: g.c,
+        kh: g.kh,
+        kw: g.kw,
+        stride: [1, 1],
+        padding: [g.kh - 1 - g.padding[0], g.kw - 1 - g.padding[1]],
+        groups: g.groups,
+        oh: g.h,
+        ow: g.w,
+    })
+}
+
+/// The weight `w'` of [`transposed`], `[groups·cg, og, kh, kw]`.
+fn flip_transpose(w: &[f32], g: &ConvGeom) -> Vec<f32> {
+    let (og, cg, kk) = (g.og(), g.cg(), g.kh * g.kw);
+    let mut out = vec![0.0; w.len()];
+    for (dst, src) in out
+        .chunks_exact_mut(og * cg * kk)
+        .zip(w.chunks_exact(og * cg * kk))
+    {
+        for o in 0..og {
+            for c in 0..cg {
+                let s = &src[(o * cg + c) * kk..][..kk];
+                let d = &mut dst[(c * og + o) * kk..][..kk];
+                for (d, s) in d.iter_mut().zip(s.iter().rev()) {
+                    *d = *s;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `conv2d_input_grad` as the convolution of [`transposed`] (by implicit
+/// GEMM) or by GEMM + col2im.
+fn conv2d_input_grad_by(gy: &[f32], w: &[f32], g: &ConvGeom, implicit: bool) -> Vec<f32> {
     assert_eq!(gy.len(), g.n * g.out_size(), "conv2d_input_grad: gy size");
     assert_eq!(w.len(), g.o * g.ckk(), "conv2d_input_grad: weight size");
+    if implicit {
+        let t = transposed(g).expect("implicit input gradient needs stride 1");
+        return conv2d_by(gy, &flip_transpose(w, g), &t, true);
+    }
     let (cg, og, ckk, p, hw) = (g.cg(), g.og(), g.ckk(), g.p(), g.h * g.w);
     let mut gx = vec![0.0; g.n * g.in_size()];
     let scratch = if g.pointwise() { 0 } else { ckk * p };
@@ -405,11 +478,24 @@ pub fn conv2d_input_grad(gy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
 
 /// The gradient of `conv2d` w.r.t. its weight: `x` `[n, c, h, w]`, `gy`
 /// `[n, o, oh, ow]`, result `[o, c/groups, kh, kw]`.
+///
+/// Where the implicit GEMM applies (see [`Implicit`]), one GEMM per tap over
+/// the zero-padded input: `gW_tap[o, c] = Σ_q gy'[o, q] · xpad[c, q + i·wp +
+/// j]`, with `gy'` the output gradient laid out `wp` wide and zeros in the
+/// junk columns (so they add nothing); else GEMM against the patch matrix.
 pub fn conv2d_weight_grad(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
+    conv2d_weight_grad_by(x, gy, g, Implicit::applies(g))
+}
+
+/// `conv2d_weight_grad` by per-tap implicit GEMM (stride 1 only) or by
+/// im2col + GEMM.
+fn conv2d_weight_grad_by(x: &[f32], gy: &[f32], g: &ConvGeom, implicit: bool) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.in_size(), "conv2d_weight_grad: input size");
     assert_eq!(gy.len(), g.n * g.out_size(), "conv2d_weight_grad: gy size");
+    if implicit {
+        return weight_grad_implicit(x, gy, g);
+    }
     let (cg, og, ckk, p, hw) = (g.cg(), g.og(), g.ckk(), g.p(), g.h * g.w);
-    let wsize = g.o * ckk;
     let pointwise = g.pointwise();
     let scratch = if pointwise { 0 } else { ckk * p };
     // Adds sample n's contribution to `gw`.
@@ -428,22 +514,33 @@ pub fn conv2d_weight_grad(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
             gemm_into(&mut gw[gi * og * ckk..][..og * ckk], a, bt, true, par);
         }
     };
+    sum_over_samples(g, g.o * ckk, scratch, add_sample)
+}
+
+/// `Σ_n add_sample(n, ·)` into a zeroed `[wsize]` buffer: with the batch
+/// split, per-task partial sums added up at the end. `add_sample(n, acc,
+/// scratch, inner_parallel)` adds sample `n`'s contribution to `acc`.
+fn sum_over_samples(
+    g: &ConvGeom,
+    wsize: usize,
+    scratch: usize,
+    add_sample: impl Fn(usize, &mut [f32], &mut [f32], bool) + Sync,
+) -> Vec<f32> {
     if wsize == 0 {
         return Vec::new();
     }
     let split = g.split();
     if split.batch {
-        // Per-task partial sums, added up at the end.
         (0..g.n)
             .into_par_iter()
             .fold(
                 || (vec![0.0f32; wsize], vec![0.0f32; scratch]),
-                |(mut gw, mut cols), n| {
-                    add_sample(n, &mut gw, &mut cols, split.inner);
-                    (gw, cols)
+                |(mut acc, mut buf), n| {
+                    add_sample(n, &mut acc, &mut buf, split.inner);
+                    (acc, buf)
                 },
             )
-            .map(|(gw, _)| gw)
+            .map(|(acc, _)| acc)
             .reduce(
                 || vec![0.0; wsize],
                 |mut a, b| {
@@ -452,13 +549,67 @@ pub fn conv2d_weight_grad(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
                 },
             )
     } else {
-        let mut gw = vec![0.0; wsize];
-        let mut cols = vec![0.0; scratch];
+        let mut acc = vec![0.0; wsize];
+        let mut buf = vec![0.0; scratch];
         for n in 0..g.n {
-            add_sample(n, &mut gw, &mut cols, split.inner);
+            add_sample(n, &mut acc, &mut buf, split.inner);
         }
-        gw
+        acc
     }
+}
+
+/// The weight gradient by per-tap implicit GEMM (see [`conv2d_weight_grad`]).
+fn weight_grad_implicit(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
+    let im = Implicit::new(g);
+    let (cg, og, kk, p, hw, plane, wp) = (
+        g.cg(),
+        g.og(),
+        g.kh * g.kw,
+        g.p(),
+        g.h * g.w,
+        im.plane(),
+        im.wp,
+    );
+    let q = g.oh * wp;
+    // Tap-major partial sums, `[groups, kh·kw, og, cg]` (as `tap_major`).
+    let add_sample = |n: usize, gwt: &mut [f32], buf: &mut [f32], par: bool| {
+        let (xpad, gyp) = buf.split_at_mut(cg * plane + g.kw);
+        let gyp = &mut gyp[..og * q];
+        let xn = &x[n * g.in_size()..][..g.in_size()];
+        let gyn = &gy[n * g.out_size()..][..g.out_size()];
+        for gi in 0..g.groups {
+            im.pad_input(&xn[gi * cg * hw..][..cg * hw], g, xpad, par);
+            let gyg = &gyn[gi * og * p..][..og * p];
+            for (dst, src) in gyp.chunks_exact_mut(wp).zip(gyg.chunks_exact(g.ow)) {
+                dst[..g.ow].copy_from_slice(src);
+                dst[g.ow..].fill(0.0);
+            }
+            let a = MatRef::row_major(gyp, og, q);
+            for t in 0..kk {
+                let (i, j) = (t / g.kw, t % g.kw);
+                let b = MatRef::new(&xpad[i * wp + j..], q, cg, 1, plane);
+                let dst = &mut gwt[(gi * kk + t) * og * cg..][..og * cg];
+                gemm_into(dst, a, b, true, par);
+            }
+        }
+    };
+    let gwt = sum_over_samples(g, g.o * g.ckk(), cg * plane + g.kw + og * q, add_sample);
+    // Back to `[groups·og, cg, kh, kw]`.
+    let mut gw = vec![0.0; gwt.len()];
+    if gw.is_empty() {
+        return gw;
+    }
+    for (dst, src) in gw
+        .chunks_exact_mut(og * cg * kk)
+        .zip(gwt.chunks_exact(og * cg * kk))
+    {
+        for (t, m) in src.chunks_exact(og * cg).enumerate() {
+            for (oc, &v) in m.iter().enumerate() {
+                dst[oc * kk + t] = v;
+            }
+        }
+    }
+    gw
 }
 
 #[cfg(test)]
@@ -523,6 +674,99 @@ mod tests {
                 .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
             assert!(scale >= 0.5, "{g:?}: outputs too small to test ({scale})");
             assert!(err <= 1e-4, "{g:?}: differs by {err}");
+        }
+    }
+
+    fn uniform(rng: &mut impl Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+    }
+
+    /// Largest |a − b| and largest |b|.
+    fn max_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).fold((0f32, 0f32), |(e, m), (a, b)| {
+            (e.max((a - b).abs()), m.max(b.abs()))
+        })
+    }
+
+    /// The input and weight gradients by implicit GEMM against GEMM +
+    /// col2im / im2col + GEMM: the same products summed in another order.
+    /// Shapes: odd sizes, non-square kernels, paddings 0 to k − 1, groups,
+    /// batch 1 and 3, and one large enough to split over the batch and
+    /// inside samples. An output sums K products of |·| ≤ 1 (K = o/groups·
+    /// kh·kw for the input gradient, n·oh·ow for the weight gradient); the
+    /// two orders each round by ~√K · 2⁻²⁴ · √K typically, so 1e-6·K (16×
+    /// that) bounds the difference, while an indexing error (a wrong tap,
+    /// pad, flip or a junk column counted) moves an output by whole
+    /// products, O(0.1–1).
+    #[test]
+    fn implicit_gradients_match_im2col() {
+        let mut rng = crate::rng(5);
+        let cases = [
+            geom(1, 3, [5, 17], 4, [3, 3], [1, 1], 1),
+            geom(3, 4, [3, 16], 6, [3, 3], [1, 1], 2),
+            geom(3, 2, [6, 18], 3, [3, 1], [2, 0], 1),
+            geom(1, 5, [4, 20], 2, [2, 3], [0, 2], 1),
+            geom(3, 6, [7, 19], 5, [3, 3], [0, 0], 1),
+            geom(3, 6, [9, 21], 9, [3, 3], [1, 1], 3),
+            geom(3, 16, [20, 17], 24, [3, 3], [1, 1], 1),
+            geom(1, 16, [20, 17], 24, [3, 3], [1, 1], 1),
+        ];
+        let (mut batch, mut inner) = (false, false);
+        for g in cases {
+            let s = g.split();
+            (batch, inner) = (batch | s.batch, inner | s.inner);
+            let x = uniform(&mut rng, g.n * g.in_size());
+            let w = uniform(&mut rng, g.o * g.ckk());
+            let gy = uniform(&mut rng, g.n * g.out_size());
+            let t = transposed(&g).unwrap();
+            assert!(Implicit::applies(&t) || t.ow < 16, "{g:?}");
+            let fast = conv2d_input_grad_by(&gy, &w, &g, true);
+            let slow = conv2d_input_grad_by(&gy, &w, &g, false);
+            let (err, scale) = max_diff(&fast, &slow);
+            let k = (g.og() * g.kh * g.kw) as f32;
+            assert!(scale >= 0.5, "{g:?}: input gradient too small ({scale})");
+            assert!(err <= 1e-6 * k, "{g:?}: input gradient differs by {err}");
+
+            let fast = conv2d_weight_grad_by(&x, &gy, &g, true);
+            let slow = conv2d_weight_grad_by(&x, &gy, &g, false);
+            let (err, scale) = max_diff(&fast, &slow);
+            let k = (g.n * g.p()) as f32;
+            assert!(scale >= 0.5, "{g:?}: weight gradient too small ({scale})");
+            assert!(err <= 1e-6 * k, "{g:?}: weight gradient differs by {err}");
+        }
+        // The split cases ran (with a pool of two or more threads).
+        assert!(batch && inner || rayon::current_num_threads() < 2);
+    }
+
+    /// `flip_transpose` then `transposed` is the adjoint of the convolution:
+    /// ⟨conv2d(x, w), gy⟩ = ⟨x, conv2d_input_grad(gy, w)⟩ on both paths, and
+    /// also for a padding ≥ k (no transposed form: the im2col path).
+    #[test]
+    fn input_gradient_is_the_adjoint() {
+        let mut rng = crate::rng(6);
+        for g in [
+            geom(3, 4, [5, 17], 6, [3, 2], [2, 1], 2),
+            geom(2, 3, [4, 6], 2, [2, 2], [2, 3], 1),
+        ] {
+            let x = uniform(&mut rng, g.n * g.in_size());
+            let w = uniform(&mut rng, g.o * g.ckk());
+            let gy = uniform(&mut rng, g.n * g.out_size());
+            let dot = |a: &[f32], b: &[f32]| -> f64 {
+                a.iter().zip(b).map(|(a, b)| *a as f64 * *b as f64).sum()
+            };
+            let lhs = dot(&conv2d_by(&x, &w, &g, false), &gy);
+            for implicit in [true, false] {
+                if implicit && transposed(&g).is_none() {
+                    continue;
+                }
+                let rhs = dot(&x, &conv2d_input_grad_by(&gy, &w, &g, implicit));
+                // f32 sums of a few hundred terms of |·| ≤ 1·K.
+                assert!(
+                    (lhs - rhs).abs() <= 1e-3,
+                    "{g:?} {implicit}: {lhs} vs {rhs}"
+                );
+            }
         }
     }
 }
