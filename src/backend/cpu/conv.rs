@@ -190,43 +190,63 @@ fn col2im(cols: &[f32], g: &ConvGeom, gx: &mut [f32], parallel: bool) {
     }
 }
 
-/// Implicit GEMM of a stride-1 convolution (no patch matrix): with the input
-/// plane zero-padded to `hp × wp` and flattened, kernel tap `(i, j)` reads
-/// the padded plane at the constant offset `i·wp + j` from output pixel
-/// `q = oy·wp + ox`. So the convolution of one group is `kh·kw` GEMMs
+/// Implicit GEMM of a convolution (no patch matrix). Stride 1: with the
+/// input plane zero-padded to `hp × wp` and flattened, kernel tap `(i, j)`
+/// reads the padded plane at the constant offset `i·wp + j` from output
+/// pixel `q = oy·wp + ox`. So the convolution of one group is `kh·kw` GEMMs
 /// `out[o, q] += W_tap[o, c] · xpad[c, q + i·wp + j]` over `q < oh·wp`, which
 /// also computes `wp − ow` junk columns per output row (dropped at the end).
 /// Against im2col it saves writing and reading the `cg·kh·kw × oh·ow` patch
 /// matrix (75 MB per sample at 512 channels, 64²) for `(wp − ow)/ow` more
 /// multiply-adds.
+///
+/// Stride `s = [sy, sx]`: the padded plane is stored as its `sy·sx` phases
+/// (`phase[a·sx + b][r, k] = xpad[r·sy + a, k·sx + b]`, each `hs × ws` with
+/// `hs = ⌈hp/sy⌉`, `ws = ⌈wp/sx⌉`), so tap `(i, j)` reads phase
+/// `(i mod sy, j mod sx)` at the constant offset `(i div sy)·ws + j div sx`
+/// from `q = oy·ws + ox`: the same GEMMs, with `ws − ow` junk columns.
 struct Implicit {
-    hp: usize,
     wp: usize,
+    s: [usize; 2],
+    hs: usize,
+    ws: usize,
 }
 
 impl Implicit {
     fn new(g: &ConvGeom) -> Self {
+        let (hp, wp) = (g.h + 2 * g.padding[0], g.w + 2 * g.padding[1]);
         Implicit {
-            hp: g.h + 2 * g.padding[0],
-            wp: g.w + 2 * g.padding[1],
+            wp,
+            s: g.stride,
+            hs: hp.div_ceil(g.stride[0]),
+            ws: wp.div_ceil(g.stride[1]),
         }
     }
-    /// Stride 1, an output wide enough that the junk columns cost little
-    /// (≤ 2·pad/16: 13% at 3×3, padding 1) and at most 256 input channels.
-    /// Measured with 3×3 taps, batch 8, 2 threads (loaded machine, best of
-    /// 3–5): implicit/im2col speed 1.5–2.7× at 32–128 channels and 1.1–1.6×
-    /// at 256 (32², 64²), but 0.8–1.0× at 512 (16²–64²), where the patch
-    /// matrix's single K = 4608 product outweighs its traffic.
+    /// Stride 1 or 2, an output wide enough that the junk columns cost
+    /// little (≤ 2·pad/16: 13% at 3×3, padding 1) and at most 256 input
+    /// channels. Measured with 3×3 taps, batch 8, 2 threads (loaded machine,
+    /// best of 3–5): implicit/im2col speed 1.5–2.7× at 32–128 channels and
+    /// 1.1–1.6× at 256 (32², 64²), but 0.8–1.0× at 512 (16²–64²), where the
+    /// patch matrix's single K = 4608 product outweighs its traffic.
     fn applies(g: &ConvGeom) -> bool {
-        g.stride == [1, 1] && !g.pointwise() && g.ow >= 16 && g.cg() <= 256
+        g.stride[0] <= 2 && g.stride[1] <= 2 && !g.pointwise() && g.ow >= 16 && g.cg() <= 256
     }
+    /// Floats per channel: all phases of its padded plane.
     fn plane(&self) -> usize {
-        self.hp * self.wp
+        self.s[0] * self.s[1] * self.hs * self.ws
+    }
+    /// Where tap `(i, j)` reads for output pixel 0 of a channel.
+    fn tap_offset(&self, i: usize, j: usize) -> usize {
+        let [sy, sx] = self.s;
+        ((i % sy) * sx + j % sx) * self.hs * self.ws + (i / sy) * self.ws + j / sx
     }
     /// Writes the `cg` planes of `xg` (`[cg, h, w]`) zero-padded into `xpad`
     /// (`cg·hp·wp + kw` floats: the tail the last junk columns read is
     /// zeroed too).
     fn pad_input(&self, xg: &[f32], g: &ConvGeom, xpad: &mut [f32], par: bool) {
+        if self.s != [1, 1] {
+            return self.phase_input(xg, g, xpad);
+        }
         let (hw, plane, wp) = (g.h * g.w, self.plane(), self.wp);
         let [py, px] = g.padding;
         // Zero only the borders and the tail; the interior is overwritten.
@@ -257,11 +277,42 @@ impl Implicit {
                 .for_each(pad_plane);
         }
     }
+    /// [`Self::pad_input`] for a stride other than 1: the padded planes as
+    /// their phases (see [`Implicit`]), zeros where a phase reads padding or
+    /// past `hp × wp`.
+    fn phase_input(&self, xg: &[f32], g: &ConvGeom, xpad: &mut [f32]) {
+        let (hw, plane, [sy, sx]) = (g.h * g.w, self.plane(), self.s);
+        let [py, px] = g.padding;
+        let (planes, tail) = xpad.split_at_mut(g.cg() * plane);
+        tail.fill(0.0);
+        for (c, dst) in planes.chunks_exact_mut(plane).enumerate() {
+            let src = &xg[c * hw..][..hw];
+            for (ph, phase) in dst.chunks_exact_mut(self.hs * self.ws).enumerate() {
+                let (a, b) = (ph / sx, ph % sx);
+                for (r, row) in phase.chunks_exact_mut(self.ws).enumerate() {
+                    let y = r * sy + a;
+                    if y < py || y - py >= g.h {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let srow = &src[(y - py) * g.w..][..g.w];
+                    for (k, v) in row.iter_mut().enumerate() {
+                        let x = k * sx + b;
+                        *v = if x >= px && x - px < g.w {
+                            srow[x - px]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
     /// Scratch floats: the padded input planes of one group (plus the
     /// `kw − 1` elements the last junk columns read past the end) and the
-    /// `og × oh·wp` product.
+    /// `og × oh·ws` product.
     fn scratch(&self, g: &ConvGeom) -> usize {
-        g.cg() * self.plane() + g.kw + g.og() * g.oh * self.wp
+        g.cg() * self.plane() + g.kw + g.og() * g.oh * self.ws
     }
 }
 
@@ -278,17 +329,17 @@ fn conv_implicit(
     let im = Implicit::new(g);
     let (cg, og, kk, plane) = (g.cg(), g.og(), g.kh * g.kw, im.plane());
     let (xpad, prod) = scratch.split_at_mut(cg * plane + g.kw);
-    let prod = &mut prod[..og * g.oh * im.wp];
+    let prod = &mut prod[..og * g.oh * im.ws];
     im.pad_input(xg, g, xpad, par);
-    let q = g.oh * im.wp;
+    let q = g.oh * im.ws;
     for t in 0..kk {
         let (i, j) = (t / g.kw, t % g.kw);
         let a = MatRef::row_major(&taps[t * og * cg..][..og * cg], og, cg);
-        let b = MatRef::new(&xpad[i * im.wp + j..], cg, q, plane, 1);
+        let b = MatRef::new(&xpad[im.tap_offset(i, j)..], cg, q, plane, 1);
         gemm_into(prod, a, b, t > 0, par);
     }
     // Drop the junk columns.
-    for (dst, src) in yg.chunks_exact_mut(g.ow).zip(prod.chunks_exact(im.wp)) {
+    for (dst, src) in yg.chunks_exact_mut(g.ow).zip(prod.chunks_exact(im.ws)) {
         dst.copy_from_slice(&src[..g.ow]);
     }
 }
@@ -347,10 +398,6 @@ pub fn conv2d(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
 fn conv2d_by(x: &[f32], w: &[f32], g: &ConvGeom, implicit: bool) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.in_size(), "conv2d: input size");
     assert_eq!(w.len(), g.o * g.ckk(), "conv2d: weight size");
-    assert!(
-        !implicit || g.stride == [1, 1],
-        "implicit GEMM needs stride 1"
-    );
     let (cg, og, ckk, p, hw) = (g.cg(), g.og(), g.ckk(), g.p(), g.h * g.w);
     let mut y = vec![0.0; g.n * g.out_size()];
     let taps = if implicit {
@@ -484,7 +531,7 @@ fn conv2d_input_grad_by(gy: &[f32], w: &[f32], g: &ConvGeom, implicit: bool) -> 
 /// j]`, with `gy'` the output gradient laid out `wp` wide and zeros in the
 /// junk columns (so they add nothing); else GEMM against the patch matrix.
 pub fn conv2d_weight_grad(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
-    conv2d_weight_grad_by(x, gy, g, Implicit::applies(g))
+    conv2d_weight_grad_by(x, gy, g, g.stride == [1, 1] && Implicit::applies(g))
 }
 
 /// `conv2d_weight_grad` by per-tap implicit GEMM (stride 1 only) or by
@@ -493,6 +540,7 @@ fn conv2d_weight_grad_by(x: &[f32], gy: &[f32], g: &ConvGeom, implicit: bool) ->
     assert_eq!(x.len(), g.n * g.in_size(), "conv2d_weight_grad: input size");
     assert_eq!(gy.len(), g.n * g.out_size(), "conv2d_weight_grad: gy size");
     if implicit {
+        assert_eq!(g.stride, [1, 1], "implicit weight gradient needs stride 1");
         return weight_grad_implicit(x, gy, g);
     }
     let (cg, og, ckk, p, hw) = (g.cg(), g.og(), g.ckk(), g.p(), g.h * g.w);
@@ -558,54 +606,71 @@ fn sum_over_samples(
     }
 }
 
-/// The weight gradient by per-tap implicit GEMM (see [`conv2d_weight_grad`]).
+/// The weight gradient by implicit GEMM (see [`conv2d_weight_grad`]), one
+/// GEMM per kernel row rather than per tap: with the padded input stored
+/// channels-last (`xhwc[(y·wp + x)·cg + c]`), the `kw` taps of kernel row `i`
+/// read `xhwc[(q + i·wp)·cg + j·cg + c]`, linear in `j·cg + c`. So row `i`
+/// is `gW_i[o, (j, c)] = Σ_q gy'[o, q] · xhwc[q·cg + i·wp·cg + (j·cg + c)]`,
+/// an `og × kw·cg` product. At the small channel counts of the CPU presets
+/// (16–64) that shape keeps `gemm` on its packed kernels: per tap (`og × cg`
+/// with both operands contiguous along `q`) it took its dot-product kernels
+/// at a third of the speed.
 fn weight_grad_implicit(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
     let im = Implicit::new(g);
-    let (cg, og, kk, p, hw, plane, wp) = (
-        g.cg(),
-        g.og(),
-        g.kh * g.kw,
-        g.p(),
-        g.h * g.w,
-        im.plane(),
-        im.wp,
-    );
+    let (cg, og, kh, kw, p, hw, wp) = (g.cg(), g.og(), g.kh, g.kw, g.p(), g.h * g.w, im.wp);
+    let [py, px] = g.padding;
     let q = g.oh * wp;
-    // Tap-major partial sums, `[groups, kh·kw, og, cg]` (as `tap_major`).
-    let add_sample = |n: usize, gwt: &mut [f32], buf: &mut [f32], par: bool| {
-        let (xpad, gyp) = buf.split_at_mut(cg * plane + g.kw);
+    // The padded plane plus the `kw` pixels the last junk columns read.
+    let xlen = (im.plane() + kw) * cg;
+    // Partial sums `[groups, kh, og, kw·cg]`.
+    let add_sample = |n: usize, gwr: &mut [f32], buf: &mut [f32], par: bool| {
+        let (xhwc, gyp) = buf.split_at_mut(xlen);
         let gyp = &mut gyp[..og * q];
         let xn = &x[n * g.in_size()..][..g.in_size()];
         let gyn = &gy[n * g.out_size()..][..g.out_size()];
         for gi in 0..g.groups {
-            im.pad_input(&xn[gi * cg * hw..][..cg * hw], g, xpad, par);
+            xhwc.fill(0.0);
+            if hw == 0 {
+                // No input pixels: xhwc stays zero.
+            } else {
+                for (c, src) in xn[gi * cg * hw..][..cg * hw].chunks_exact(hw).enumerate() {
+                    for (y, row) in src.chunks_exact(g.w).enumerate() {
+                        let dst = &mut xhwc[((y + py) * wp + px) * cg + c..];
+                        for (xi, &v) in row.iter().enumerate() {
+                            dst[xi * cg] = v;
+                        }
+                    }
+                }
+            }
             let gyg = &gyn[gi * og * p..][..og * p];
             for (dst, src) in gyp.chunks_exact_mut(wp).zip(gyg.chunks_exact(g.ow)) {
                 dst[..g.ow].copy_from_slice(src);
                 dst[g.ow..].fill(0.0);
             }
             let a = MatRef::row_major(gyp, og, q);
-            for t in 0..kk {
-                let (i, j) = (t / g.kw, t % g.kw);
-                let b = MatRef::new(&xpad[i * wp + j..], q, cg, 1, plane);
-                let dst = &mut gwt[(gi * kk + t) * og * cg..][..og * cg];
+            for i in 0..kh {
+                let b = MatRef::new(&xhwc[i * wp * cg..], q, kw * cg, cg, 1);
+                let dst = &mut gwr[(gi * kh + i) * og * kw * cg..][..og * kw * cg];
                 gemm_into(dst, a, b, true, par);
             }
         }
     };
-    let gwt = sum_over_samples(g, g.o * g.ckk(), cg * plane + g.kw + og * q, add_sample);
+    let gwr = sum_over_samples(g, g.o * g.ckk(), xlen + og * q, add_sample);
     // Back to `[groups·og, cg, kh, kw]`.
-    let mut gw = vec![0.0; gwt.len()];
+    let mut gw = vec![0.0; gwr.len()];
     if gw.is_empty() {
         return gw;
     }
     for (dst, src) in gw
-        .chunks_exact_mut(og * cg * kk)
-        .zip(gwt.chunks_exact(og * cg * kk))
+        .chunks_exact_mut(og * cg * kh * kw)
+        .zip(gwr.chunks_exact(og * cg * kh * kw))
     {
-        for (t, m) in src.chunks_exact(og * cg).enumerate() {
-            for (oc, &v) in m.iter().enumerate() {
-                dst[oc * kk + t] = v;
+        for (i, rows) in src.chunks_exact(og * kw * cg).enumerate() {
+            for (o, row) in rows.chunks_exact(kw * cg).enumerate() {
+                for (jc, &v) in row.iter().enumerate() {
+                    let (j, c) = (jc / cg, jc % cg);
+                    dst[((o * cg + c) * kh + i) * kw + j] = v;
+                }
             }
         }
     }
@@ -626,7 +691,21 @@ mod tests {
         pad: [usize; 2],
         groups: usize,
     ) -> ConvGeom {
-        let out = |a: usize| hw[a] + 2 * pad[a] + 1 - k[a];
+        geom_s(n, c, hw, o, k, pad, groups, [1, 1])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn geom_s(
+        n: usize,
+        c: usize,
+        hw: [usize; 2],
+        o: usize,
+        k: [usize; 2],
+        pad: [usize; 2],
+        groups: usize,
+        stride: [usize; 2],
+    ) -> ConvGeom {
+        let out = |a: usize| (hw[a] + 2 * pad[a] - k[a]) / stride[a] + 1;
         ConvGeom {
             n,
             c,
@@ -635,7 +714,7 @@ mod tests {
             o,
             kh: k[0],
             kw: k[1],
-            stride: [1, 1],
+            stride,
             padding: pad,
             groups,
             oh: out(0),
@@ -657,8 +736,16 @@ mod tests {
             geom(3, 2, [6, 18], 3, [3, 1], [2, 0], 1),
             geom(2, 5, [4, 20], 2, [2, 3], [0, 2], 1),
             geom(1, 6, [7, 19], 5, [3, 3], [0, 0], 1),
+            // Stride 2 (the phases): odd and even padded sizes, one axis
+            // strided, groups, the discriminator's unpadded 3×3 after the FIR.
+            geom_s(2, 3, [7, 37], 4, [3, 3], [1, 1], 1, [2, 2]),
+            geom_s(3, 4, [8, 34], 6, [3, 3], [0, 0], 2, [2, 2]),
+            geom_s(1, 3, [5, 35], 2, [2, 3], [1, 0], 1, [1, 2]),
+            geom_s(2, 5, [9, 17], 3, [3, 2], [2, 1], 1, [2, 1]),
+            geom_s(3, 16, [35, 35], 16, [3, 3], [0, 0], 1, [2, 2]),
         ];
         for g in cases {
+            assert!(Implicit::applies(&g), "{g:?}");
             let x: Vec<f32> = (0..g.n * g.in_size())
                 .map(|_| rng.random_range(-1.0..1.0))
                 .collect();
