@@ -16,7 +16,7 @@
 //! the batch beat splitting only inside the GEMM (weight gradient ~80 vs ~50
 //! GFLOP/s; forward and input gradient about even).
 
-use super::matmul::{gemm_into, MatRef};
+use super::matmul::{gemm_into, gemm_into_strided, MatRef};
 use rayon::prelude::*;
 
 /// The sizes of one convolution; the ops layer validates them.
@@ -439,12 +439,12 @@ fn conv2d_by(x: &[f32], w: &[f32], g: &ConvGeom, implicit: bool) -> Vec<f32> {
 /// and runs as one by implicit GEMM where that applies, else by
 /// GEMM + col2im.
 pub fn conv2d_input_grad(gy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
-    conv2d_input_grad_by(
-        gy,
-        w,
-        g,
-        transposed(g).is_some_and(|t| Implicit::applies(&t)),
-    )
+    let implicit = if g.stride == [1, 1] {
+        transposed(g).is_some_and(|t| Implicit::applies(&t))
+    } else {
+        Implicit::applies(g)
+    };
+    conv2d_input_grad_by(gy, w, g, implicit)
 }
 
 /// The geometry of the input gradient of a stride-1 convolution as a
@@ -499,9 +499,12 @@ fn flip_transpose(w: &[f32], g: &ConvGeom) -> Vec<f32> {
 fn conv2d_input_grad_by(gy: &[f32], w: &[f32], g: &ConvGeom, implicit: bool) -> Vec<f32> {
     assert_eq!(gy.len(), g.n * g.out_size(), "conv2d_input_grad: gy size");
     assert_eq!(w.len(), g.o * g.ckk(), "conv2d_input_grad: weight size");
-    if implicit {
-        let t = transposed(g).expect("implicit input gradient needs stride 1");
+    if implicit && g.stride == [1, 1] {
+        let t = transposed(g).expect("padding below the kernel size");
         return conv2d_by(gy, &flip_transpose(w, g), &t, true);
+    }
+    if implicit {
+        return input_grad_phases(gy, w, g);
     }
     let (cg, og, ckk, p, hw) = (g.cg(), g.og(), g.ckk(), g.p(), g.h * g.w);
     let mut gx = vec![0.0; g.n * g.in_size()];
@@ -523,6 +526,61 @@ fn conv2d_input_grad_by(gy: &[f32], w: &[f32], g: &ConvGeom, implicit: bool) -> 
     gx
 }
 
+/// The input gradient of a strided convolution without a patch matrix:
+/// the adjoint of [`conv_implicit`]. Per tap, `W_tapᵀ · gy'` (`gy'` laid out
+/// `ws` wide with zero junk columns) is added into the gradient's phases
+/// (see [`Implicit`]) at the tap's offset, then the phases are gathered
+/// back into `[cg, h, w]`. Each channel's phases are stored `plane + kw`
+/// apart so that the rows a GEMM adds into never overlap.
+fn input_grad_phases(gy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
+    let im = Implicit::new(g);
+    let (cg, og, kk, p, hw, ws) = (g.cg(), g.og(), g.kh * g.kw, g.p(), g.h * g.w, im.ws);
+    let ([sy, sx], [py, px], phs) = (g.stride, g.padding, im.hs * im.ws);
+    let cs = im.plane() + g.kw;
+    let q = g.oh * ws;
+    let taps = tap_major(w, g);
+    let mut gx = vec![0.0; g.n * g.in_size()];
+    per_sample(
+        g,
+        &mut gx,
+        g.in_size(),
+        cg * cs + og * q,
+        |n, gxn, buf, par| {
+            let (gph, gyp) = buf.split_at_mut(cg * cs);
+            let gyp = &mut gyp[..og * q];
+            let gyn = &gy[n * g.out_size()..][..g.out_size()];
+            for gi in 0..g.groups {
+                gph.fill(0.0);
+                let gyg = &gyn[gi * og * p..][..og * p];
+                for (dst, src) in gyp.chunks_exact_mut(ws).zip(gyg.chunks_exact(g.ow)) {
+                    dst[..g.ow].copy_from_slice(src);
+                    dst[g.ow..].fill(0.0);
+                }
+                let b = MatRef::row_major(gyp, og, q);
+                for t in 0..kk {
+                    let at =
+                        MatRef::row_major(&taps[(gi * kk + t) * og * cg..][..og * cg], og, cg).t();
+                    let off = im.tap_offset(t / g.kw, t % g.kw);
+                    gemm_into_strided(&mut gph[off..], cs, at, b, true, par);
+                }
+                let gxg = &mut gxn[gi * cg * hw..][..cg * hw];
+                for (c, plane) in gxg.chunks_exact_mut(hw.max(1)).enumerate() {
+                    let src = &gph[c * cs..][..cs];
+                    for (y, row) in plane.chunks_exact_mut(g.w.max(1)).enumerate() {
+                        let yy = y + py;
+                        let base = (yy % sy) * sx * phs + (yy / sy) * ws;
+                        for (x, v) in row.iter_mut().enumerate() {
+                            let xx = x + px;
+                            *v = src[base + (xx % sx) * phs + xx / sx];
+                        }
+                    }
+                }
+            }
+        },
+    );
+    gx
+}
+
 /// The gradient of `conv2d` w.r.t. its weight: `x` `[n, c, h, w]`, `gy`
 /// `[n, o, oh, ow]`, result `[o, c/groups, kh, kw]`.
 ///
@@ -531,7 +589,7 @@ fn conv2d_input_grad_by(gy: &[f32], w: &[f32], g: &ConvGeom, implicit: bool) -> 
 /// j]`, with `gy'` the output gradient laid out `wp` wide and zeros in the
 /// junk columns (so they add nothing); else GEMM against the patch matrix.
 pub fn conv2d_weight_grad(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
-    conv2d_weight_grad_by(x, gy, g, g.stride == [1, 1] && Implicit::applies(g))
+    conv2d_weight_grad_by(x, gy, g, Implicit::applies(g))
 }
 
 /// `conv2d_weight_grad` by per-tap implicit GEMM (stride 1 only) or by
@@ -540,7 +598,6 @@ fn conv2d_weight_grad_by(x: &[f32], gy: &[f32], g: &ConvGeom, implicit: bool) ->
     assert_eq!(x.len(), g.n * g.in_size(), "conv2d_weight_grad: input size");
     assert_eq!(gy.len(), g.n * g.out_size(), "conv2d_weight_grad: gy size");
     if implicit {
-        assert_eq!(g.stride, [1, 1], "implicit weight gradient needs stride 1");
         return weight_grad_implicit(x, gy, g);
     }
     let (cg, og, ckk, p, hw) = (g.cg(), g.og(), g.ckk(), g.p(), g.h * g.w);
@@ -607,22 +664,28 @@ fn sum_over_samples(
 }
 
 /// The weight gradient by implicit GEMM (see [`conv2d_weight_grad`]), one
-/// GEMM per kernel row rather than per tap: with the padded input stored
-/// channels-last (`xhwc[(y·wp + x)·cg + c]`), the `kw` taps of kernel row `i`
-/// read `xhwc[(q + i·wp)·cg + j·cg + c]`, linear in `j·cg + c`. So row `i`
-/// is `gW_i[o, (j, c)] = Σ_q gy'[o, q] · xhwc[q·cg + i·wp·cg + (j·cg + c)]`,
-/// an `og × kw·cg` product. At the small channel counts of the CPU presets
+/// GEMM per kernel row (and column phase) rather than per tap: with the
+/// padded input's phases (see [`Implicit`]) stored channels-last
+/// (`xhwc[(pixel of the phases)·cg + c]`), the taps `j = b, b + sx, …` of
+/// kernel row `i` read the same phase at pixel offsets `tap_offset(i, b) +
+/// m` for `j = b + m·sx`: linear in `m·cg + c`. So each `(i, b)` is one
+/// `og × ⌈(kw − b)/sx⌉·cg` product `Σ_q gy'[o, q] · xhwc[(q + tap_offset(i,
+/// b))·cg + m·cg + c]`. At the small channel counts of the CPU presets
 /// (16–64) that shape keeps `gemm` on its packed kernels: per tap (`og × cg`
 /// with both operands contiguous along `q`) it took its dot-product kernels
 /// at a third of the speed.
 fn weight_grad_implicit(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
     let im = Implicit::new(g);
-    let (cg, og, kh, kw, p, hw, wp) = (g.cg(), g.og(), g.kh, g.kw, g.p(), g.h * g.w, im.wp);
-    let [py, px] = g.padding;
-    let q = g.oh * wp;
-    // The padded plane plus the `kw` pixels the last junk columns read.
+    let (cg, og, kh, kw, p, hw, ws) = (g.cg(), g.og(), g.kh, g.kw, g.p(), g.h * g.w, im.ws);
+    let ([sy, sx], [py, px], phs) = (g.stride, g.padding, im.hs * im.ws);
+    let q = g.oh * ws;
+    // The phases plus the `kw` pixels the last junk columns read.
     let xlen = (im.plane() + kw) * cg;
-    // Partial sums `[groups, kh, og, kw·cg]`.
+    // The `(i, b)` blocks: kernel row, column phase, taps in the block.
+    let blocks: Vec<(usize, usize, usize)> = (0..kh)
+        .flat_map(|i| (0..sx.min(kw)).map(move |b| (i, b, (kw - b).div_ceil(sx))))
+        .collect();
+    // Partial sums: per group, the `og × cnt·cg` block of each `(i, b)`.
     let add_sample = |n: usize, gwr: &mut [f32], buf: &mut [f32], par: bool| {
         let (xhwc, gyp) = buf.split_at_mut(xlen);
         let gyp = &mut gyp[..og * q];
@@ -630,48 +693,47 @@ fn weight_grad_implicit(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
         let gyn = &gy[n * g.out_size()..][..g.out_size()];
         for gi in 0..g.groups {
             xhwc.fill(0.0);
-            if hw == 0 {
-                // No input pixels: xhwc stays zero.
-            } else {
-                for (c, src) in xn[gi * cg * hw..][..cg * hw].chunks_exact(hw).enumerate() {
-                    for (y, row) in src.chunks_exact(g.w).enumerate() {
-                        let dst = &mut xhwc[((y + py) * wp + px) * cg + c..];
-                        for (xi, &v) in row.iter().enumerate() {
-                            dst[xi * cg] = v;
-                        }
+            let xg = &xn[gi * cg * hw..][..cg * hw];
+            for c in 0..cg {
+                for y in 0..g.h {
+                    let yy = y + py;
+                    let base = (yy % sy) * sx * phs + (yy / sy) * ws;
+                    let row = &xg[(c * g.h + y) * g.w..][..g.w];
+                    for (x, &v) in row.iter().enumerate() {
+                        let xx = x + px;
+                        xhwc[(base + (xx % sx) * phs + xx / sx) * cg + c] = v;
                     }
                 }
             }
             let gyg = &gyn[gi * og * p..][..og * p];
-            for (dst, src) in gyp.chunks_exact_mut(wp).zip(gyg.chunks_exact(g.ow)) {
+            for (dst, src) in gyp.chunks_exact_mut(ws).zip(gyg.chunks_exact(g.ow)) {
                 dst[..g.ow].copy_from_slice(src);
                 dst[g.ow..].fill(0.0);
             }
             let a = MatRef::row_major(gyp, og, q);
-            for i in 0..kh {
-                let b = MatRef::new(&xhwc[i * wp * cg..], q, kw * cg, cg, 1);
-                let dst = &mut gwr[(gi * kh + i) * og * kw * cg..][..og * kw * cg];
-                gemm_into(dst, a, b, true, par);
+            let mut at = gi * og * g.ckk();
+            for &(i, b, cnt) in &blocks {
+                let bm = MatRef::new(&xhwc[im.tap_offset(i, b) * cg..], q, cnt * cg, cg, 1);
+                gemm_into(&mut gwr[at..][..og * cnt * cg], a, bm, true, par);
+                at += og * cnt * cg;
             }
         }
     };
     let gwr = sum_over_samples(g, g.o * g.ckk(), xlen + og * q, add_sample);
     // Back to `[groups·og, cg, kh, kw]`.
     let mut gw = vec![0.0; gwr.len()];
-    if gw.is_empty() {
-        return gw;
-    }
-    for (dst, src) in gw
-        .chunks_exact_mut(og * cg * kh * kw)
-        .zip(gwr.chunks_exact(og * cg * kh * kw))
-    {
-        for (i, rows) in src.chunks_exact(og * kw * cg).enumerate() {
-            for (o, row) in rows.chunks_exact(kw * cg).enumerate() {
-                for (jc, &v) in row.iter().enumerate() {
-                    let (j, c) = (jc / cg, jc % cg);
+    let mut at = 0;
+    for gi in 0..g.groups {
+        let dst = &mut gw[gi * og * g.ckk()..][..og * g.ckk()];
+        for &(i, b, cnt) in &blocks {
+            let block = &gwr[at..][..og * cnt * cg];
+            for (o, row) in block.chunks_exact(cnt * cg).enumerate() {
+                for (mc, &v) in row.iter().enumerate() {
+                    let (j, c) = (b + (mc / cg) * sx, mc % cg);
                     dst[((o * cg + c) * kh + i) * kw + j] = v;
                 }
             }
+            at += og * cnt * cg;
         }
     }
     gw
@@ -798,6 +860,15 @@ mod tests {
             geom(3, 6, [9, 21], 9, [3, 3], [1, 1], 3),
             geom(3, 16, [20, 17], 24, [3, 3], [1, 1], 1),
             geom(1, 16, [20, 17], 24, [3, 3], [1, 1], 1),
+            // Strided (the phases): odd and even padded sizes, one axis
+            // strided, groups, the discriminator's unpadded 3×3 after the
+            // FIR, G's up-sampling transposed conv (3×3, stride 2, pad 0).
+            geom_s(2, 3, [7, 37], 4, [3, 3], [1, 1], 1, [2, 2]),
+            geom_s(3, 4, [8, 34], 6, [3, 3], [0, 0], 2, [2, 2]),
+            geom_s(1, 3, [5, 35], 2, [2, 3], [1, 0], 1, [1, 2]),
+            geom_s(3, 5, [9, 17], 3, [3, 2], [2, 1], 1, [2, 1]),
+            geom_s(3, 16, [35, 35], 16, [3, 3], [0, 0], 1, [2, 2]),
+            geom_s(1, 16, [35, 35], 32, [3, 3], [0, 0], 1, [2, 2]),
         ];
         let (mut batch, mut inner) = (false, false);
         for g in cases {
@@ -806,8 +877,11 @@ mod tests {
             let x = uniform(&mut rng, g.n * g.in_size());
             let w = uniform(&mut rng, g.o * g.ckk());
             let gy = uniform(&mut rng, g.n * g.out_size());
-            let t = transposed(&g).unwrap();
-            assert!(Implicit::applies(&t) || t.ow < 16, "{g:?}");
+            if g.stride == [1, 1] {
+                assert!(Implicit::applies(&transposed(&g).unwrap()), "{g:?}");
+            } else {
+                assert!(Implicit::applies(&g), "{g:?}");
+            }
             let fast = conv2d_input_grad_by(&gy, &w, &g, true);
             let slow = conv2d_input_grad_by(&gy, &w, &g, false);
             let (err, scale) = max_diff(&fast, &slow);
@@ -835,6 +909,7 @@ mod tests {
         for g in [
             geom(3, 4, [5, 17], 6, [3, 2], [2, 1], 2),
             geom(2, 3, [4, 6], 2, [2, 2], [2, 3], 1),
+            geom_s(2, 4, [6, 35], 6, [3, 3], [1, 1], 2, [2, 2]),
         ] {
             let x = uniform(&mut rng, g.n * g.in_size());
             let w = uniform(&mut rng, g.o * g.ckk());
@@ -844,7 +919,7 @@ mod tests {
             };
             let lhs = dot(&conv2d_by(&x, &w, &g, false), &gy);
             for implicit in [true, false] {
-                if implicit && transposed(&g).is_none() {
+                if implicit && g.stride == [1, 1] && transposed(&g).is_none() {
                     continue;
                 }
                 let rhs = dot(&x, &conv2d_input_grad_by(&gy, &w, &g, implicit));
