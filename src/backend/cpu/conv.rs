@@ -235,6 +235,18 @@ impl Implicit {
     fn plane(&self) -> usize {
         self.s[0] * self.s[1] * self.hs * self.ws
     }
+    /// Where input pixel `(y, x)` lies in a channel's phases: `rows[y] +
+    /// cols[x]` (tabulated: no division per pixel).
+    fn phase_offsets(&self, g: &ConvGeom) -> (Vec<usize>, Vec<usize>) {
+        let ([sy, sx], [py, px]) = (self.s, g.padding);
+        let rows = (0..g.h)
+            .map(|y| ((y + py) % sy) * sx * self.hs * self.ws + (y + py) / sy * self.ws)
+            .collect();
+        let cols = (0..g.w)
+            .map(|x| ((x + px) % sx) * self.hs * self.ws + (x + px) / sx)
+            .collect();
+        (rows, cols)
+    }
     /// Where tap `(i, j)` reads for output pixel 0 of a channel.
     fn tap_offset(&self, i: usize, j: usize) -> usize {
         let [sy, sx] = self.s;
@@ -535,10 +547,10 @@ fn conv2d_input_grad_by(gy: &[f32], w: &[f32], g: &ConvGeom, implicit: bool) -> 
 fn input_grad_phases(gy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     let im = Implicit::new(g);
     let (cg, og, kk, p, hw, ws) = (g.cg(), g.og(), g.kh * g.kw, g.p(), g.h * g.w, im.ws);
-    let ([sy, sx], [py, px], phs) = (g.stride, g.padding, im.hs * im.ws);
     let cs = im.plane() + g.kw;
     let q = g.oh * ws;
     let taps = tap_major(w, g);
+    let (rows, cols) = im.phase_offsets(g);
     let mut gx = vec![0.0; g.n * g.in_size()];
     per_sample(
         g,
@@ -566,12 +578,9 @@ fn input_grad_phases(gy: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
                 let gxg = &mut gxn[gi * cg * hw..][..cg * hw];
                 for (c, plane) in gxg.chunks_exact_mut(hw.max(1)).enumerate() {
                     let src = &gph[c * cs..][..cs];
-                    for (y, row) in plane.chunks_exact_mut(g.w.max(1)).enumerate() {
-                        let yy = y + py;
-                        let base = (yy % sy) * sx * phs + (yy / sy) * ws;
-                        for (x, v) in row.iter_mut().enumerate() {
-                            let xx = x + px;
-                            *v = src[base + (xx % sx) * phs + xx / sx];
+                    for (row, &base) in plane.chunks_exact_mut(g.w.max(1)).zip(&rows) {
+                        for (v, &col) in row.iter_mut().zip(&cols) {
+                            *v = src[base + col];
                         }
                     }
                 }
@@ -677,7 +686,7 @@ fn sum_over_samples(
 fn weight_grad_implicit(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
     let im = Implicit::new(g);
     let (cg, og, kh, kw, p, hw, ws) = (g.cg(), g.og(), g.kh, g.kw, g.p(), g.h * g.w, im.ws);
-    let ([sy, sx], [py, px], phs) = (g.stride, g.padding, im.hs * im.ws);
+    let sx = g.stride[1];
     let q = g.oh * ws;
     // The phases plus the `kw` pixels the last junk columns read.
     let xlen = (im.plane() + kw) * cg;
@@ -685,6 +694,7 @@ fn weight_grad_implicit(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
     let blocks: Vec<(usize, usize, usize)> = (0..kh)
         .flat_map(|i| (0..sx.min(kw)).map(move |b| (i, b, (kw - b).div_ceil(sx))))
         .collect();
+    let (rows, cols) = im.phase_offsets(g);
     // Partial sums: per group, the `og × cnt·cg` block of each `(i, b)`.
     let add_sample = |n: usize, gwr: &mut [f32], buf: &mut [f32], par: bool| {
         let (xhwc, gyp) = buf.split_at_mut(xlen);
@@ -695,13 +705,10 @@ fn weight_grad_implicit(x: &[f32], gy: &[f32], g: &ConvGeom) -> Vec<f32> {
             xhwc.fill(0.0);
             let xg = &xn[gi * cg * hw..][..cg * hw];
             for c in 0..cg {
-                for y in 0..g.h {
-                    let yy = y + py;
-                    let base = (yy % sy) * sx * phs + (yy / sy) * ws;
+                for (y, &base) in rows.iter().enumerate() {
                     let row = &xg[(c * g.h + y) * g.w..][..g.w];
-                    for (x, &v) in row.iter().enumerate() {
-                        let xx = x + px;
-                        xhwc[(base + (xx % sx) * phs + xx / sx) * cg + c] = v;
+                    for (&v, &col) in row.iter().zip(&cols) {
+                        xhwc[(base + col) * cg + c] = v;
                     }
                 }
             }
