@@ -1,4 +1,7 @@
-//! 2-D convolution (NCHW, cross-correlation, grouped) as im2col + GEMM.
+//! 2-D convolution (NCHW, cross-correlation, grouped) and its two
+//! gradients, by implicit GEMM where [`Implicit`] applies (stride 1 or 2, an
+//! output at least 16 wide, at most 256 input channels per group: the
+//! layers of the CPU presets from 16² up), else by im2col + GEMM:
 //!
 //! - forward: `y[n, g] = W_g · cols(x[n, g])`
 //! - input gradient: `gx[n, g] = col2im(W_gᵀ · gy[n, g])`
@@ -7,7 +10,11 @@
 //! `W_g` is the `[O/groups, C/groups·kh·kw]` slice of the weight of group
 //! `g`, and `cols` the `[C/groups·kh·kw, OH·OW]` patch matrix whose row order
 //! matches the weight's `[c, i, j]` layout. A 1×1 kernel with stride 1 and no
-//! padding skips im2col: the patch matrix is the input itself.
+//! padding skips im2col: the patch matrix is the input itself. The implicit
+//! forms compute the same sums without the patch matrix: the forward and the
+//! strided input gradient one GEMM per tap on the padded input's phases, the
+//! stride-1 input gradient as the forward of the flipped, transposed weight,
+//! the weight gradient one GEMM per kernel row on a channels-last copy.
 //!
 //! Large convolutions run one task per sample (each with its own im2col
 //! buffer; the weight gradient sums per-task partials at the end); with fewer
@@ -227,7 +234,9 @@ impl Implicit {
     /// channels. Measured with 3×3 taps, batch 8, 2 threads (loaded machine,
     /// best of 3–5): implicit/im2col speed 1.5–2.7× at 32–128 channels and
     /// 1.1–1.6× at 256 (32², 64²), but 0.8–1.0× at 512 (16²–64²), where the
-    /// patch matrix's single K = 4608 product outweighs its traffic.
+    /// patch matrix's single K = 4608 product outweighs its traffic. Stride
+    /// 2 takes the same rule, measured only on the tiny preset's training
+    /// step (16–64 channels), where its im2col/col2im had been ~10%.
     fn applies(g: &ConvGeom) -> bool {
         g.stride[0] <= 2 && g.stride[1] <= 2 && !g.pointwise() && g.ow >= 16 && g.cg() <= 256
     }
