@@ -145,12 +145,87 @@ pub fn bias_act(x: &[f32], b: Option<&[f32]>, step: usize, p: &BiasAct) -> Vec<f
 /// The gradient of `bias_act` w.r.t. its input given the upstream gradient
 /// `dy` and the op's output `y` (same length).
 pub fn bias_act_grad(dy: &[f32], y: &[f32], p: &BiasAct) -> Vec<f32> {
+    assert_eq!(dy.len(), y.len(), "bias_act_grad: sizes");
+    let mut gx = vec![0f32; dy.len()];
+    // Chunks of plain loops rather than one `grad_one` per element through a
+    // parallel iterator: the lrelu arm below has no branch the compiler
+    // cannot turn into a select, so it vectorizes (it was 6% of a CPU
+    // training step as a per-element `match` with a scalar division).
+    let run = |(gx, (dy, y)): (&mut [f32], (&[f32], &[f32]))| match (p.act, p.clamp) {
+        (Act::Lrelu { alpha }, None) => {
+            let gain = p.gain;
+            // The same operations as `grad_one` (the division included:
+            // `y / gain` may underflow to 0 where `y` does not), so equal.
+            let inv = gain != 0.0;
+            for ((g, &d), &v) in gx.iter_mut().zip(dy).zip(y) {
+                let yy = if inv { v / gain } else { 0.0 };
+                *g = if yy > 0.0 { d } else { d * alpha } * gain;
+            }
+        }
+        _ => {
+            for ((g, &d), &v) in gx.iter_mut().zip(dy).zip(y) {
+                *g = p.grad_one(d, v);
+            }
+        }
+    };
+    const CHUNK: usize = 1 << 14;
     if dy.len() >= PAR_MIN {
-        dy.par_iter()
-            .zip(y)
-            .map(|(&g, &v)| p.grad_one(g, v))
-            .collect()
+        gx.par_chunks_mut(CHUNK)
+            .zip(dy.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+            .for_each(run);
     } else {
-        dy.iter().zip(y).map(|(&g, &v)| p.grad_one(g, v)).collect()
+        run((&mut gx, (dy, y)));
+    }
+    gx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chunked loops against `grad_one` element by element: equal (the
+    /// same operations), for lrelu with and without clamp, linear, a zero
+    /// gain, on values around the clamp and 0 (±0, denormals), over and
+    /// under the parallel threshold.
+    #[test]
+    fn grad_equals_grad_one() {
+        let specials = [0.0, -0.0, 1e-45, -1e-45, 0.3, -0.3, 2.0, -2.0, 5.0, -7.0];
+        let params = [
+            BiasAct::lrelu(),
+            BiasAct {
+                gain: 0.0,
+                ..BiasAct::lrelu()
+            },
+            BiasAct {
+                gain: 2.0,
+                ..BiasAct::lrelu()
+            },
+            BiasAct {
+                clamp: Some(2.0),
+                ..BiasAct::lrelu()
+            },
+            BiasAct::linear(),
+            BiasAct {
+                gain: 3.0,
+                clamp: Some(1.0),
+                ..BiasAct::linear()
+            },
+        ];
+        for n in [7, PAR_MIN + 3] {
+            let y: Vec<f32> = (0..n)
+                .map(|i| specials[i % specials.len()] * (1.0 + (i % 13) as f32 * 0.1))
+                .collect();
+            let dy: Vec<f32> = (0..n).map(|i| (i % 17) as f32 - 8.5).collect();
+            for p in &params {
+                let want: Vec<f32> = dy.iter().zip(&y).map(|(&d, &v)| p.grad_one(d, v)).collect();
+                let got = bias_act_grad(&dy, &y, p);
+                assert!(
+                    got.iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{p:?} n {n}"
+                );
+            }
+        }
     }
 }

@@ -68,15 +68,33 @@ impl<'a> MatRef<'a> {
 /// row-major `a.rows × b.cols`. `parallel` lets `gemm` use the rayon pool
 /// when the product is large enough (see [`GEMM_PAR_MIN`]).
 pub fn gemm_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool, parallel: bool) {
+    assert_eq!(dst.len(), a.rows * b.cols, "gemm_into: destination size");
+    gemm_into_strided(dst, b.cols, a, b, accumulate, parallel);
+}
+
+/// [`gemm_into`] with the rows of `dst` `rs ≥ b.cols` apart (row `i` is
+/// `dst[i·rs..][..b.cols]`; the floats between rows are left alone).
+pub fn gemm_into_strided(
+    dst: &mut [f32],
+    rs: usize,
+    a: MatRef,
+    b: MatRef,
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "gemm_into: inner dimensions {k} and {}", b.rows);
-    assert_eq!(dst.len(), m * n, "gemm_into: destination size");
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        rs >= n && dst.len() >= (m - 1) * rs + n,
+        "gemm_into: destination of {} floats for {m}×{n} rows {rs} apart",
+        dst.len()
+    );
     if k == 0 {
         if !accumulate {
-            dst.fill(0.0);
+            dst.chunks_mut(rs).take(m).for_each(|r| r[..n].fill(0.0));
         }
         return;
     }
@@ -86,8 +104,9 @@ pub fn gemm_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool, parall
         Parallelism::None
     };
     // SAFETY: `MatRef::new` checked that every element of `a` and `b` lies
-    // inside its slice, `dst` holds exactly m·n elements with row stride n,
-    // and `dst` (a unique borrow) cannot alias `a` or `b` (shared borrows).
+    // inside its slice, `dst` holds m rows of n elements `rs ≥ n` apart
+    // (asserted: the rows do not overlap), and `dst` (a unique borrow)
+    // cannot alias `a` or `b` (shared borrows).
     unsafe {
         gemm::gemm(
             m,
@@ -95,7 +114,7 @@ pub fn gemm_into(dst: &mut [f32], a: MatRef, b: MatRef, accumulate: bool, parall
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.cs as isize,
