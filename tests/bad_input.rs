@@ -29,6 +29,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A fresh tiny network of `resolution`² written to `dir/file` by `init`.
+fn init_tiny(dir: &Path, resolution: usize, file: &str) {
+    let res = resolution.to_string();
+    let o = bin(
+        &["init", "--cfg", "tiny", "--resolution", &res, "--out", file],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// Exit status 1 (or 2 for a flag clap refused), never a panic or abort.
 fn assert_refused(o: &Output, needles: &[&str], what: &str) {
     let err = stderr(o);
@@ -302,19 +312,7 @@ fn resume_mismatch_names_both_sides() {
             std::fs::write(d.join(format!("{i}.png")), png_bytes(&img)).unwrap();
         }
     }
-    let o = bin(
-        &[
-            "init",
-            "--cfg",
-            "tiny",
-            "--resolution",
-            "32",
-            "--out",
-            "snap.safetensors",
-        ],
-        &dir,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    init_tiny(&dir, 32, "snap.safetensors");
     let resume = |data: &str| {
         bin(
             &[
@@ -353,19 +351,7 @@ fn resume_mismatch_names_both_sides() {
 #[test]
 fn non_finite_floats_and_huge_ranges_are_refused() {
     let dir = tmpdir("floats");
-    let o = bin(
-        &[
-            "init",
-            "--cfg",
-            "tiny",
-            "--resolution",
-            "16",
-            "--out",
-            "w.safetensors",
-        ],
-        &dir,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    init_tiny(&dir, 16, "w.safetensors");
     for cmd in ["generate", "style-mix", "metric"] {
         for v in ["inf", "nan", "1e30", "-inf"] {
             let mut args = vec![cmd, "--network", "w.safetensors", "--device", "cpu"];
@@ -480,19 +466,7 @@ fn files_under(dir: &Path) -> Vec<(String, u64)> {
 #[test]
 fn failed_writes_leave_nothing_behind() {
     let dir = tmpdir("full");
-    let o = bin(
-        &[
-            "init",
-            "--cfg",
-            "tiny",
-            "--resolution",
-            "32",
-            "--out",
-            "w.safetensors",
-        ],
-        &dir,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    init_tiny(&dir, 32, "w.safetensors");
     // A 32×32 PNG of noise is a few KiB: the 1 KiB limit fails each one.
     let o = bin_with_file_limit(
         &[
@@ -636,19 +610,7 @@ fn non_square_and_mixed_size_folders_say_how_to_fix_them() {
 #[test]
 fn failed_commands_leave_no_empty_folders() {
     let dir = tmpdir("nofolders");
-    let o = bin(
-        &[
-            "init",
-            "--cfg",
-            "tiny",
-            "--resolution",
-            "16",
-            "--out",
-            "w.safetensors",
-        ],
-        &dir,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    init_tiny(&dir, 16, "w.safetensors");
     let bytes = std::fs::read(dir.join("w.safetensors")).unwrap();
     std::fs::write(dir.join("trunc.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let o = bin(

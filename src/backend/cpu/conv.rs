@@ -824,19 +824,11 @@ mod tests {
         ];
         for g in cases {
             assert!(Implicit::applies(&g), "{g:?}");
-            let x: Vec<f32> = (0..g.n * g.in_size())
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let w: Vec<f32> = (0..g.o * g.ckk())
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
+            let x = uniform(&mut rng, g.n * g.in_size());
+            let w = uniform(&mut rng, g.o * g.ckk());
             let fast = conv2d_by(&x, &w, &g, true);
             let slow = conv2d_by(&x, &w, &g, false);
-            let scale = slow.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let err = fast
-                .iter()
-                .zip(&slow)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let (err, scale) = max_diff(&fast, &slow);
             assert!(scale >= 0.5, "{g:?}: outputs too small to test ({scale})");
             assert!(err <= 1e-4, "{g:?}: differs by {err}");
         }
