@@ -179,7 +179,7 @@ fn bias_act_inputs(dims: &[usize], dim: usize, p: &BiasAct, seed: u64) -> (Tenso
                         }
                     };
                     let y = a * p.gain;
-                    s.abs() >= 0.2 && p.clamp.map_or(true, |cl| (y.abs() - cl).abs() >= 0.1)
+                    s.abs() >= 0.2 && p.clamp.is_none_or(|cl| (y.abs() - cl).abs() >= 0.1)
                 })
                 .expect("enough candidate inputs")
         })

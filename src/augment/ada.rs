@@ -111,7 +111,10 @@ impl AdaController {
     /// last adjustment, then starts a new collection. Returns `r_t` when it
     /// adjusted.
     pub fn after_step(&mut self, steps_done: u64, batch: usize) -> Option<f64> {
-        if !self.adaptive || steps_done % self.interval != 0 || self.state.signs_count == 0 {
+        if !self.adaptive
+            || !steps_done.is_multiple_of(self.interval)
+            || self.state.signs_count == 0
+        {
             return None;
         }
         let rt = self.state.signs_sum / self.state.signs_count as f64;

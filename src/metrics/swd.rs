@@ -457,7 +457,7 @@ impl SwdResult {
 /// (`rows × dim`, row-major), official `sliced_wasserstein` with
 /// `DIR_REPEATS × DIRS_PER_REPEAT` directions drawn from `seed`.
 pub fn sliced_wasserstein(a: &[f32], b: &[f32], dim: usize, seed: u64) -> Result<f64> {
-    if dim == 0 || a.len() % dim != 0 || a.len() != b.len() || a.is_empty() {
+    if dim == 0 || !a.len().is_multiple_of(dim) || a.len() != b.len() || a.is_empty() {
         return shape_err(
             "swd",
             format!(

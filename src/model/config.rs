@@ -616,7 +616,8 @@ impl DiscriminatorConfig {
                 "discriminator.mbstd_group_size must be ≥ 1 (or null for the whole batch)".into(),
             ));
         }
-        if self.mbstd_num_channels > 0 && self.channels(4) % self.mbstd_num_channels != 0 {
+        if self.mbstd_num_channels > 0 && !self.channels(4).is_multiple_of(self.mbstd_num_channels)
+        {
             return Err(bad(format!(
                 "discriminator: {} channels at 4×4 are not divisible by mbstd_num_channels {}",
                 self.channels(4),

@@ -248,7 +248,7 @@ impl Vm<'_> {
     }
 
     fn add_items(&mut self, target: Id, kv: Vec<Id>) -> Result<()> {
-        if kv.len() % 2 != 0 {
+        if !kv.len().is_multiple_of(2) {
             return Err(err(self.what, self.pos, "odd number of dict items"));
         }
         let pairs: Vec<(Id, Id)> = kv.chunks(2).map(|c| (c[0], c[1])).collect();

@@ -629,7 +629,9 @@ impl Trainer {
         let t = &config.training;
         let batch = opts.batch.unwrap_or(t.batch);
         if let Some(group) = config.discriminator.mbstd_group_size {
-            if config.discriminator.mbstd_num_channels > 0 && batch % group.min(batch) != 0 {
+            if config.discriminator.mbstd_num_channels > 0
+                && !batch.is_multiple_of(group.min(batch))
+            {
                 return invalid(
                     "train",
                     format!(
@@ -808,7 +810,7 @@ impl Trainer {
             (Phase::Dreg, D_REG_INTERVAL),
         ]
         .into_iter()
-        .filter(|&(p, i)| step % i as u64 == 0 && self.loss.phase_enabled(p))
+        .filter(|&(p, i)| step.is_multiple_of(i as u64) && self.loss.phase_enabled(p))
         .collect()
     }
 
@@ -1455,7 +1457,9 @@ fn decimal_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
 /// (a full rectangle, 32 → 8×4), else ⌈√n⌉.
 fn grid_cols(n: usize) -> usize {
     let root = (n as f64).sqrt().ceil() as usize;
-    (root..=2 * root).find(|c| n % c == 0).unwrap_or(root)
+    (root..=2 * root)
+        .find(|c| n.is_multiple_of(*c))
+        .unwrap_or(root)
 }
 
 fn sanitize(s: &str) -> String {
