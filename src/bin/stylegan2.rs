@@ -32,7 +32,7 @@ enum Command {
     /// Train StyleGAN2 (the official loss, lazy regularization, G EMA).
     /// With no flags: the tiny network on built-in synthetic 32×32 images
     /// (discs, rectangles, rings), conditional on the shape kind, for 16
-    /// kimg with the SWD and a plot at each snapshot, a demo of about 4.5
+    /// kimg with the SWD and a plot at each snapshot, a demo of about 4
     /// minutes on a 2-core CPU.
     Train {
         /// Data: `synthetic` (built in, procedural shapes; `synthetic:N` for
