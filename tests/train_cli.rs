@@ -308,6 +308,10 @@ fn a_resumed_run_keeps_its_batch_and_learning_rates() {
         "0.5",
         "--kimg",
         "0.008",
+        // Unconditional, so the run directories are named as below (the
+        // resumed run takes its conditioning from the snapshot).
+        "--cond",
+        "false",
     ];
     first.extend(common);
     let o = run(&first, &dir);
