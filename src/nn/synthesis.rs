@@ -215,13 +215,8 @@ impl SynthesisLayer {
         // A layer of an FP16 block (2-byte input, see `super::mixed`): FP16
         // operands with the official safeguard, F16 result. The fused kernel
         // reads F16 x as it is; the other paths widen it.
-        let fused = path.resolve(x.device()) == ModConvPath::Fused;
-        let dtype = x.dtype();
-        let x = &if fused {
-            x.clone()
-        } else {
-            x.to_dtype(DType::F32)?
-        };
+        let (x, fused, dtype) = modconv_input(x, path)?;
+        let x = &x;
         let precision = super::mixed::conv_precision(dtype, precision);
         let (weight, styles) = if dtype == DType::F16 {
             super::mixed::fp16_prenormalize(&self.weight, &styles)?
@@ -304,13 +299,8 @@ impl ToRgb {
         // In an FP16 block (2-byte input): FP16 operands, the result rounded
         // to F16 and widened (official `y.to(torch.float32)`): the image
         // path is always F32. The fused kernel reads F16 x as it is.
-        let fused = path.resolve(x.device()) == ModConvPath::Fused;
-        let dtype = x.dtype();
-        let x = &if fused {
-            x.clone()
-        } else {
-            x.to_dtype(DType::F32)?
-        };
+        let (x, fused, dtype) = modconv_input(x, path)?;
+        let x = &x;
         let precision = super::mixed::conv_precision(dtype, precision);
         let y = if fused {
             let epi = Epilogue {
@@ -326,4 +316,18 @@ impl ToRgb {
         };
         y.to_dtype(dtype)?.to_dtype(DType::F32)
     }
+}
+
+/// The modulated convolution's input as its path takes it: the fused
+/// kernel reads a 2-byte (FP16 block) `x` as stored, the other paths widen
+/// it to F32. Returns that tensor, whether the path is fused, and `x`'s
+/// own dtype (which sets the layer's precision and result rounding).
+fn modconv_input(x: &Tensor, path: ModConvPath) -> Result<(Tensor, bool, DType)> {
+    let fused = path.resolve(x.device()) == ModConvPath::Fused;
+    let x_in = if fused {
+        x.clone()
+    } else {
+        x.to_dtype(DType::F32)?
+    };
+    Ok((x_in, fused, x.dtype()))
 }
