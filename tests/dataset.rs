@@ -465,6 +465,59 @@ fn synthetic_shapes_are_centred_discs_rectangles_and_rings_in_equal_shares() {
     }
 }
 
+/// The hue in degrees of an 8-bit RGB colour (the HSV hexcone).
+fn hue(rgb: [u8; 3]) -> f32 {
+    let [r, g, b] = rgb.map(|v| v as f32);
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    let d = max - min;
+    let h = if max == r {
+        (g - b) / d
+    } else if max == g {
+        2.0 + (b - r) / d
+    } else {
+        4.0 + (r - g) / d
+    };
+    (60.0 * h).rem_euclid(360.0)
+}
+
+#[test]
+fn synthetic_shapes_take_hues_from_their_kinds_third_of_the_circle() {
+    let (res, n) = (32, 600);
+    for labeled in [false, true] {
+        let ds = data::open_with_labels("synthetic:600", Some(res), 0, labeled).unwrap();
+        let mut seen = [(f32::MAX, f32::MIN); 3];
+        for i in 0..n {
+            let img = ds.image(i).unwrap();
+            let (kind, _, _) = shape_kind(&img, res);
+            // A pixel the shape covers whole: value 1, so its largest
+            // channel is 255 (edge pixels mix in the background).
+            let px = |p: usize| [0, 1, 2].map(|c| img[c * res * res + p]);
+            let p = (0..res * res)
+                .find(|&p| px(p).contains(&255))
+                .unwrap_or_else(|| panic!("image {i}: no fully covered pixel"));
+            let h = hue(px(p));
+            let range = synthetic::hue_range(kind);
+            // Channels rounded to 8 bits move the hue by at most
+            // 60° · 0.5 / (255 · 0.6) ≈ 0.2° (saturation ≥ 0.6); 360° is 0°.
+            let inside = |h: f32| (range.start - 0.5..range.end + 0.5).contains(&h);
+            assert!(
+                inside(h) || inside(h + 360.0),
+                "image {i} (kind {kind}): hue {h}° outside {range:?}"
+            );
+            let h = if kind == 2 && h < 1.0 { h + 360.0 } else { h };
+            seen[kind] = (seen[kind].0.min(h), seen[kind].1.max(h));
+        }
+        // About 200 uniform draws per kind span nearly all of its 120°.
+        for (kind, (lo, hi)) in seen.into_iter().enumerate() {
+            let range = synthetic::hue_range(kind);
+            assert!(
+                lo < range.start + 10.0 && hi > range.end - 10.0,
+                "kind {kind} (labeled {labeled}): hues {lo}..{hi} of {range:?}"
+            );
+        }
+    }
+}
+
 fn open_dest(p: &Path) -> ImageFolder {
     ImageFolder::open(p).unwrap()
 }

@@ -1,6 +1,8 @@
 //! A procedural dataset that needs no download: each image is one shape
 //! (a disc, a lying rectangle of sides 1.5–2:1, or a ring), each kind with
-//! probability 1/3, in a bright colour on a fixed dark gray background
+//! probability 1/3, in a bright colour from its kind's third of the hue
+//! circle ([`hue_range`]: discs red to yellow-green, rectangles green to
+//! azure, rings blue to rose) on a fixed dark gray background
 //! ([`BACKGROUND`]), centred up to ±2 % of the width ([`JITTER`]); a pure
 //! function of `(seed, index)`, drawn at any resolution with 2×2
 //! supersampled edges. Kept this simple so the tiny network of the demo
@@ -55,10 +57,28 @@ impl Shape {
     }
 }
 
-/// A saturated bright colour: a random hue at full value, saturation in
-/// [0.6, 1] (HSV to RGB).
-fn bright(rng: &mut impl Rng) -> [f32; 3] {
-    let h: f32 = rng.random_range(0.0..6.0);
+/// The hues of shape `kind` (0 disc, 1 rectangle, 2 ring), in degrees:
+/// its third of the circle, `[120·kind, 120·(kind + 1))`.
+///
+/// Why a third each: with every hue for every kind, the demo's tiny G
+/// collapsed each kind to one or two hues that changed from kimg to kimg,
+/// and the 16 px SWD (mostly colour at that level) swung by 20–60 and
+/// ended a 16 kimg run at its worst; with a third each it fell in every
+/// run (the README's demo section has the runs).
+pub fn hue_range(kind: usize) -> std::ops::Range<f32> {
+    let k = (kind % CLASSES) as f32;
+    120.0 * k..120.0 * (k + 1.0)
+}
+
+/// A saturated bright colour for shape `kind`: a hue drawn uniformly from
+/// [`hue_range`], full value, saturation in [0.6, 1] (HSV to RGB).
+fn bright(rng: &mut impl Rng, kind: usize) -> [f32; 3] {
+    let hues = hue_range(kind);
+    // One draw as before, mapped into the kind's range, so every other
+    // draw of the image stays where it was. `h` is in sixths of the circle;
+    // rounding can reach 360°, which is 0°.
+    let u: f32 = rng.random_range(0.0..1.0);
+    let h = ((hues.start + u * (hues.end - hues.start)) / 60.0).rem_euclid(6.0);
     let s: f32 = rng.random_range(0.6..1.0);
     let f = h - h.floor();
     let (p, q, t) = (1.0 - s, 1.0 - s * f, 1.0 - s * (1.0 - f));
@@ -163,7 +183,7 @@ impl Synthetic {
                 w: rng.random_range(0.08..0.1),
             },
         };
-        let shapes = [(shape, bright(&mut rng))];
+        let shapes = [(shape, bright(&mut rng, kind))];
         let r = self.resolution;
         let mut out = vec![0f32; 3 * r * r];
         // 2×2 samples per pixel, at quarter offsets.
