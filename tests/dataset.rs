@@ -482,6 +482,13 @@ fn hue(rgb: [u8; 3]) -> f32 {
 
 #[test]
 fn synthetic_shapes_take_hues_from_their_kinds_third_of_the_circle() {
+    // The documented thirds, written out rather than read from
+    // `synthetic::hue_range`: a change of that function (back to the full
+    // circle, say) must fail here, not move the expectation with it.
+    const THIRDS: [std::ops::Range<f32>; 3] = [0.0..120.0, 120.0..240.0, 240.0..360.0];
+    for (kind, third) in THIRDS.iter().enumerate() {
+        assert_eq!(synthetic::hue_range(kind), *third, "hue_range({kind})");
+    }
     let (res, n) = (32, 600);
     for labeled in [false, true] {
         let ds = data::open_with_labels("synthetic:600", Some(res), 0, labeled).unwrap();
@@ -496,9 +503,12 @@ fn synthetic_shapes_take_hues_from_their_kinds_third_of_the_circle() {
                 .find(|&p| px(p).contains(&255))
                 .unwrap_or_else(|| panic!("image {i}: no fully covered pixel"));
             let h = hue(px(p));
-            let range = synthetic::hue_range(kind);
+            let range = THIRDS[kind].clone();
             // Channels rounded to 8 bits move the hue by at most
-            // 60° · 0.5 / (255 · 0.6) ≈ 0.2° (saturation ≥ 0.6); 360° is 0°.
+            // 60° · (0.5 + 0.5) / (255 · 0.6) ≈ 0.39°: in a sextant the hue
+            // is 60° · (mid − min) / (max − min) with max = 255 exact, mid
+            // and min each off by ≤ 0.5, max − min ≥ 255 · 0.6 (saturation
+            // ≥ 0.6); 360° is 0°.
             let inside = |h: f32| (range.start - 0.5..range.end + 0.5).contains(&h);
             assert!(
                 inside(h) || inside(h + 360.0),
@@ -509,7 +519,7 @@ fn synthetic_shapes_take_hues_from_their_kinds_third_of_the_circle() {
         }
         // About 200 uniform draws per kind span nearly all of its 120°.
         for (kind, (lo, hi)) in seen.into_iter().enumerate() {
-            let range = synthetic::hue_range(kind);
+            let range = &THIRDS[kind];
             assert!(
                 lo < range.start + 10.0 && hi > range.end - 10.0,
                 "kind {kind} (labeled {labeled}): hues {lo}..{hi} of {range:?}"
