@@ -46,9 +46,10 @@ enum Command {
         /// cifar or auto [default: tiny, or the resumed snapshot's].
         #[arg(long = "cfg", visible_alias = "preset")]
         cfg: Option<String>,
-        /// Resolution of the synthetic data (a folder's images set their own,
-        /// which this must match) [default: 32].
-        #[arg(long, value_parser = flags::resolution)]
+        /// Resolution of the synthetic data, a power of two from 8 to 1024
+        /// (a folder's images set their own, which this must match)
+        /// [default: 32].
+        #[arg(long, value_parser = flags::network_resolution)]
         resolution: Option<usize>,
         /// Total batch size [default: the preset's; tiny: 16].
         #[arg(long, value_parser = flags::usize_in(1, flags::MAX_BATCH))]
@@ -254,8 +255,8 @@ enum Command {
         /// stylegan2, paper256, paper512, paper1024, cifar, auto or tiny.
         #[arg(long = "cfg", visible_alias = "preset", default_value = "tiny")]
         cfg: String,
-        /// Image resolution, a power of two from 4 to 1024.
-        #[arg(long, default_value_t = 32, value_parser = flags::resolution)]
+        /// Image resolution, a power of two from 8 to 1024.
+        #[arg(long, default_value_t = 32, value_parser = flags::network_resolution)]
         resolution: usize,
         /// Image channels: 1 (gray) or 3 (RGB).
         #[arg(long, default_value_t = 3, value_parser = flags::usize_in(1, 3))]
