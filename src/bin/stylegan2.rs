@@ -55,11 +55,12 @@ enum Command {
         #[arg(long, value_parser = flags::usize_in(1, flags::MAX_BATCH))]
         batch: Option<usize>,
         /// Train until this many thousand real images have been shown (the
-        /// default: the demo's length; at 14 its rectangles were still
-        /// rounded bars).
+        /// default: the demo's length; the README's demo section has its
+        /// runs).
         #[arg(long, default_value_t = 16.0, value_parser = flags::positive_f64(flags::MAX_KIMG))]
         kimg: f64,
-        /// Learning rate of G and D [default: the preset's; tiny: 0.0025].
+        /// Learning rate of G and D [default: the preset's; tiny: G 0.0025,
+        /// D 0.0015].
         #[arg(long, value_parser = flags::positive_f32(1.0))]
         lr: Option<f32>,
         /// Learning rate of G alone (overrides --lr).
