@@ -528,6 +528,45 @@ fn synthetic_shapes_take_hues_from_their_kinds_third_of_the_circle() {
     }
 }
 
+/// Only `synthetic` and `synthetic:…` name the built-in set: a folder or
+/// zip whose name merely starts so (`synthetic.zip`, `synthetic-shapes/`)
+/// is data like any other. It was refused as a malformed `synthetic:N`.
+#[test]
+fn data_named_like_synthetic_is_a_folder_or_zip() {
+    let dir = tmpdir("synthname");
+    let folder = labeled_folder(&dir.join("synthetic-shapes"), CLASSES_JSON);
+    zip_dir(&folder, &dir.join("synthetic.zip"));
+    for spec in ["synthetic-shapes", "synthetic.zip"] {
+        assert!(!data::is_synthetic(spec), "{spec}");
+        // Relative, as typed (an absolute path never starts so): opened as
+        // a folder, its 8×8 images checked, then refused against
+        // --resolution 16 before anything is trained.
+        let o = Command::new(env!("CARGO_BIN_EXE_stylegan2"))
+            .args(["train", "--data", spec, "--resolution", "16"])
+            .args(["--outdir", "runs", "--device", "cpu"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{spec}: {err}");
+        assert!(
+            err.contains(&format!("{spec} holds 8×8 images")),
+            "{spec}: {err}"
+        );
+    }
+    for (spec, ok) in [
+        ("synthetic", true),
+        ("synthetic:5", true),
+        ("synthetic:", false),
+        ("synthetic:abc", false),
+        ("synthetic:0", false),
+    ] {
+        assert!(data::is_synthetic(spec), "{spec}");
+        assert_eq!(data::open(spec, Some(8), 0).is_ok(), ok, "{spec}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn open_dest(p: &Path) -> ImageFolder {
     ImageFolder::open(p).unwrap()
 }

@@ -960,7 +960,7 @@ fn metric(
     let (_, g) = at("--network", load_generator(weights, device))?;
     let (res, ch) = (g.config.img_resolution, g.config.img_channels);
     // Synthetic data is drawn at the network's resolution; a folder has its own.
-    let synthetic = data.starts_with("synthetic");
+    let synthetic = stylegan2::data::is_synthetic(data);
     // A conditional generator gets the reals' labels.
     let ds = data::open_opts(
         data,

@@ -161,7 +161,7 @@ fn augmentation(
     channels: usize,
     res: usize,
 ) -> Result<Option<(AugmentPipe, AdaController)>> {
-    let synthetic = opts.data.starts_with("synthetic");
+    let synthetic = crate::data::is_synthetic(&opts.data);
     let mode = opts.aug.unwrap_or(if synthetic {
         AugMode::NoAug
     } else {
@@ -483,7 +483,7 @@ impl Trainer {
         // Synthetic data is drawn at the snapshot's resolution; a folder
         // has its own, checked against --resolution only if it was given
         // (the snapshot's is compared below, naming both sides).
-        let synthetic = opts.data.starts_with("synthetic");
+        let synthetic = crate::data::is_synthetic(&opts.data);
         let want_res = if synthetic {
             opts.resolution.or(resumed
                 .as_ref()
