@@ -567,6 +567,41 @@ fn data_named_like_synthetic_is_a_folder_or_zip() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `dataset --source synthetic:N` writes the built-in set as `train`
+/// draws it (seed 0): read back as a labeled folder, every image and label
+/// equals the synthetic dataset's, in order (PNG is lossless).
+#[test]
+fn dataset_tool_exports_the_synthetic_set_with_its_kinds_as_classes() {
+    let dir = tmpdir("export");
+    let opts = |dest: &Path, transform| ConvertOptions {
+        source: "synthetic:12".into(),
+        dest: dest.to_path_buf(),
+        resolution: Some(16),
+        transform,
+        progress: false,
+        skip_bad: false,
+    };
+    let dest = dir.join("shapes");
+    let s = convert(&opts(&dest, Transform::None)).unwrap();
+    assert_eq!(
+        (s.images, s.resolution, s.channels, s.label_dim, s.skipped),
+        (12, 16, 3, 3, 0)
+    );
+    let want = data::open_with_labels("synthetic:12", Some(16), 0, true).unwrap();
+    let got = data::open_with_labels(dest.to_str().unwrap(), None, 0, true).unwrap();
+    assert_eq!((got.len(), got.resolution(), got.label_dim()), (12, 16, 3));
+    for i in 0..12 {
+        assert_eq!(got.image(i).unwrap(), want.image(i).unwrap(), "image {i}");
+        assert_eq!(got.label(i).unwrap(), want.label(i).unwrap(), "label {i}");
+    }
+    // The crops are for other images; nothing is written.
+    let cropped = dir.join("cropped");
+    let e = convert(&opts(&cropped, Transform::CenterCrop)).unwrap_err();
+    assert!(e.to_string().contains("--transform"), "{e}");
+    assert!(!cropped.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn open_dest(p: &Path) -> ImageFolder {
     ImageFolder::open(p).unwrap()
 }

@@ -192,7 +192,10 @@ enum Command {
     /// numbered PNGs 00000/img00000000.png and a dataset.json (labels
     /// carried over from the source's dataset.json).
     Dataset {
-        /// A directory (searched recursively) or .zip of PNG/JPEG images.
+        /// A directory (searched recursively) or .zip of PNG/JPEG images,
+        /// or `synthetic` / `synthetic:N`: the built-in set as `train`
+        /// draws it (seed 0, --resolution or 32), its shape kinds as class
+        /// labels.
         #[arg(long, value_parser = flags::path)]
         source: PathBuf,
         /// Output: a .zip file or a directory (must not exist or be empty).
@@ -733,7 +736,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             skip_bad,
         } => {
             let transform = at("--transform", Transform::parse(&transform))?;
-            if !source.exists() {
+            let builtin = source.to_str().is_some_and(stylegan2::data::is_synthetic);
+            if !builtin && !source.exists() {
                 return Err(
                     format!("--source {}: no such file or directory", source.display()).into(),
                 );
