@@ -50,6 +50,23 @@ fn train_then_generate_and_refuse_bad_flags() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("trained 2 steps"), "{out}");
+    // The sample command it prints runs as printed: the binary by the path
+    // it was run by (`cargo run` leaves it off PATH), one class.
+    let sample = out
+        .lines()
+        .find_map(|l| l.strip_prefix("sample: "))
+        .unwrap_or_else(|| panic!("no sample line: {out}"));
+    let words: Vec<&str> = sample.split_whitespace().collect();
+    assert_eq!(words[0], env!("CARGO_BIN_EXE_stylegan2"), "{sample}");
+    assert!(sample.contains("--class 0"), "{sample}");
+    let o = Command::new(words[0])
+        .args(&words[1..])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let samples = dir.join("runs/00000-synthetic-cond-tiny-16-batch4/samples");
+    assert!(samples.join("grid.png").exists() && samples.join("seed0015.png").exists());
     // Synthetic data trains conditionally by default (the demo's grid
     // shows each shape kind in its rows).
     let run_dir = dir.join("runs").join("00000-synthetic-cond-tiny-16-batch4");

@@ -696,7 +696,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     p.display()
                 );
                 println!(
-                    "sample: stylegan2 generate --network {} --seeds 0-15{} --outdir {}",
+                    "sample: {} generate --network {} --seeds 0-15{} --outdir {}",
+                    invoked_as(),
                     p.display(),
                     if summary.c_dim > 0 { " --class 0" } else { "" },
                     summary.run_dir.join("samples").display()
@@ -937,6 +938,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
     }
+}
+
+/// This binary as the user ran it, for commands it prints: the path when
+/// run by one (`cargo run` runs `target/release/stylegan2`, which is not
+/// on `PATH`), else `stylegan2`; also `stylegan2` for a path a shell
+/// would split (whitespace) or that is not UTF-8.
+fn invoked_as() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| a.into_string().ok())
+        .filter(|a| a.contains(std::path::MAIN_SEPARATOR) && !a.contains(char::is_whitespace))
+        .unwrap_or_else(|| "stylegan2".into())
 }
 
 /// `stylegan2 metric`: SWD of a snapshot's G_ema against a dataset.
