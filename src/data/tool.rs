@@ -4,7 +4,8 @@
 //! resolution, and writes numbered PNGs `00000/img00000000.png` (a new
 //! folder per 1000 images) with a `dataset.json`, into a directory or a
 //! `.zip` archive (stored, as the official tool writes it). Labels of the
-//! source's `dataset.json` are carried over, keyed by the new names.
+//! source's `dataset.json` are carried over, keyed by the new names. The
+//! built-in synthetic set exports the same way ([`export_synthetic`]).
 
 use super::check_resolution;
 use super::decode::decode;
