@@ -329,8 +329,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
 /// its class in `dataset.json` (0 disc, 1 rectangle, 2 ring): so
 /// `train --data DEST --cond true --aug noaug` trains as `train --data
 /// synthetic` does (a folder's defaults are unconditional with ADA). A
-/// `--transform` other than none is refused
-/// (the images are squares already).
+/// `--transform` other than none is refused (the images are squares).
 pub fn export_synthetic(spec: &str, opts: &ConvertOptions) -> Result<ConvertSummary> {
     if opts.transform != Transform::None {
         return invalid(
