@@ -86,7 +86,21 @@ pub fn usize_in(
 
 /// An image resolution: a power of two within `[4, MAX_RESOLUTION]`.
 pub fn resolution(s: &str) -> std::result::Result<usize, String> {
-    let v = usize_in(4, MAX_RESOLUTION)(s)?;
+    power_of_two_in(4, s)
+}
+
+/// The resolution of a network with a discriminator (`train`, `init`): a
+/// power of two within [`MIN_DISCRIMINATOR_RESOLUTION`]`..=`
+/// [`MAX_RESOLUTION`], so 4 is refused naming the flag (exit 2) rather than
+/// later by the config check.
+///
+/// [`MIN_DISCRIMINATOR_RESOLUTION`]: crate::model::config::MIN_DISCRIMINATOR_RESOLUTION
+pub fn network_resolution(s: &str) -> std::result::Result<usize, String> {
+    power_of_two_in(crate::model::config::MIN_DISCRIMINATOR_RESOLUTION, s)
+}
+
+fn power_of_two_in(lo: usize, s: &str) -> std::result::Result<usize, String> {
+    let v = usize_in(lo, MAX_RESOLUTION)(s)?;
     if !v.is_power_of_two() {
         return Err(format!("{v} is not a power of two"));
     }

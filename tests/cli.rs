@@ -487,3 +487,51 @@ fn a_closed_stdout_pipe_ends_quietly() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `train` and `init` make a discriminator, which needs at least one block
+/// above its 4×4 epilogue: `--resolution 4` is refused by the flag's parser
+/// (exit 2, naming the flag and the range), not later by the config check
+/// (exit 1, naming `discriminator.img_resolution`). 8 is a valid network;
+/// `dataset` still writes 4×4 images.
+#[test]
+fn network_resolution_flags_start_at_8_and_name_the_flag() {
+    let dir = std::env::temp_dir().join(format!("stylegan2-cli-res-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for args in [
+        &["train", "--resolution", "4", "--kimg", "0.001"][..],
+        &["init", "--resolution", "4", "--out", "w4.safetensors"],
+    ] {
+        let o = run(args, &dir);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("--resolution") && err.contains("8..=1024"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!dir.join("training-runs").exists() && !dir.join("w4.safetensors").exists());
+    let o = run(
+        &["init", "--resolution", "8", "--out", "w8.safetensors"],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The dataset tool's own parser still takes 4: the refusal is the
+    // missing source, not the resolution.
+    let o = run(
+        &[
+            "dataset",
+            "--source",
+            "missing",
+            "--dest",
+            "out4",
+            "--resolution",
+            "4",
+        ],
+        &dir,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--source missing"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

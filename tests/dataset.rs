@@ -482,6 +482,13 @@ fn hue(rgb: [u8; 3]) -> f32 {
 
 #[test]
 fn synthetic_shapes_take_hues_from_their_kinds_third_of_the_circle() {
+    // The documented thirds, written out rather than read from
+    // `synthetic::hue_range`: a change of that function (back to the full
+    // circle, say) must fail here, not move the expectation with it.
+    const THIRDS: [std::ops::Range<f32>; 3] = [0.0..120.0, 120.0..240.0, 240.0..360.0];
+    for (kind, third) in THIRDS.iter().enumerate() {
+        assert_eq!(synthetic::hue_range(kind), *third, "hue_range({kind})");
+    }
     let (res, n) = (32, 600);
     for labeled in [false, true] {
         let ds = data::open_with_labels("synthetic:600", Some(res), 0, labeled).unwrap();
@@ -496,9 +503,12 @@ fn synthetic_shapes_take_hues_from_their_kinds_third_of_the_circle() {
                 .find(|&p| px(p).contains(&255))
                 .unwrap_or_else(|| panic!("image {i}: no fully covered pixel"));
             let h = hue(px(p));
-            let range = synthetic::hue_range(kind);
+            let range = THIRDS[kind].clone();
             // Channels rounded to 8 bits move the hue by at most
-            // 60° · 0.5 / (255 · 0.6) ≈ 0.2° (saturation ≥ 0.6); 360° is 0°.
+            // 60° · (0.5 + 0.5) / (255 · 0.6) ≈ 0.39°: in a sextant the hue
+            // is 60° · (mid − min) / (max − min) with max = 255 exact, mid
+            // and min each off by ≤ 0.5, max − min ≥ 255 · 0.6 (saturation
+            // ≥ 0.6); 360° is 0°.
             let inside = |h: f32| (range.start - 0.5..range.end + 0.5).contains(&h);
             assert!(
                 inside(h) || inside(h + 360.0),
@@ -509,13 +519,87 @@ fn synthetic_shapes_take_hues_from_their_kinds_third_of_the_circle() {
         }
         // About 200 uniform draws per kind span nearly all of its 120°.
         for (kind, (lo, hi)) in seen.into_iter().enumerate() {
-            let range = synthetic::hue_range(kind);
+            let range = &THIRDS[kind];
             assert!(
                 lo < range.start + 10.0 && hi > range.end - 10.0,
                 "kind {kind} (labeled {labeled}): hues {lo}..{hi} of {range:?}"
             );
         }
     }
+}
+
+/// Only `synthetic` and `synthetic:…` name the built-in set: a folder or
+/// zip whose name merely starts so (`synthetic.zip`, `synthetic-shapes/`)
+/// is data like any other. It was refused as a malformed `synthetic:N`.
+#[test]
+fn data_named_like_synthetic_is_a_folder_or_zip() {
+    let dir = tmpdir("synthname");
+    let folder = labeled_folder(&dir.join("synthetic-shapes"), CLASSES_JSON);
+    zip_dir(&folder, &dir.join("synthetic.zip"));
+    for spec in ["synthetic-shapes", "synthetic.zip"] {
+        assert!(!data::is_synthetic(spec), "{spec}");
+        // Relative, as typed (an absolute path never starts so): opened as
+        // a folder, its 8×8 images checked, then refused against
+        // --resolution 16 before anything is trained.
+        let o = Command::new(env!("CARGO_BIN_EXE_stylegan2"))
+            .args(["train", "--data", spec, "--resolution", "16"])
+            .args(["--outdir", "runs", "--device", "cpu"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{spec}: {err}");
+        assert!(
+            err.contains(&format!("{spec} holds 8×8 images")),
+            "{spec}: {err}"
+        );
+    }
+    for (spec, ok) in [
+        ("synthetic", true),
+        ("synthetic:5", true),
+        ("synthetic:", false),
+        ("synthetic:abc", false),
+        ("synthetic:0", false),
+    ] {
+        assert!(data::is_synthetic(spec), "{spec}");
+        assert_eq!(data::open(spec, Some(8), 0).is_ok(), ok, "{spec}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `dataset --source synthetic:N` writes the built-in set as `train`
+/// draws it (seed 0): read back as a labeled folder, every image and label
+/// equals the synthetic dataset's, in order (PNG is lossless).
+#[test]
+fn dataset_tool_exports_the_synthetic_set_with_its_kinds_as_classes() {
+    let dir = tmpdir("export");
+    let opts = |dest: &Path, transform| ConvertOptions {
+        source: "synthetic:12".into(),
+        dest: dest.to_path_buf(),
+        resolution: Some(16),
+        transform,
+        progress: false,
+        skip_bad: false,
+    };
+    let dest = dir.join("shapes");
+    let s = convert(&opts(&dest, Transform::None)).unwrap();
+    assert_eq!(
+        (s.images, s.resolution, s.channels, s.label_dim, s.skipped),
+        (12, 16, 3, 3, 0)
+    );
+    let want = data::open_with_labels("synthetic:12", Some(16), 0, true).unwrap();
+    let got = data::open_with_labels(dest.to_str().unwrap(), None, 0, true).unwrap();
+    assert_eq!((got.len(), got.resolution(), got.label_dim()), (12, 16, 3));
+    for i in 0..12 {
+        assert_eq!(got.image(i).unwrap(), want.image(i).unwrap(), "image {i}");
+        assert_eq!(got.label(i).unwrap(), want.label(i).unwrap(), "label {i}");
+    }
+    // The crops are for other images; nothing is written.
+    let cropped = dir.join("cropped");
+    let e = convert(&opts(&cropped, Transform::CenterCrop)).unwrap_err();
+    assert!(e.to_string().contains("--transform"), "{e}");
+    assert!(!cropped.exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn open_dest(p: &Path) -> ImageFolder {

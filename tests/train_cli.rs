@@ -50,6 +50,23 @@ fn train_then_generate_and_refuse_bad_flags() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("trained 2 steps"), "{out}");
+    // The sample command it prints runs as printed: the binary by the path
+    // it was run by (`cargo run` leaves it off PATH), one class.
+    let sample = out
+        .lines()
+        .find_map(|l| l.strip_prefix("sample: "))
+        .unwrap_or_else(|| panic!("no sample line: {out}"));
+    let words: Vec<&str> = sample.split_whitespace().collect();
+    assert_eq!(words[0], env!("CARGO_BIN_EXE_stylegan2"), "{sample}");
+    assert!(sample.contains("--class 0"), "{sample}");
+    let o = Command::new(words[0])
+        .args(&words[1..])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let samples = dir.join("runs/00000-synthetic-cond-tiny-16-batch4/samples");
+    assert!(samples.join("grid.png").exists() && samples.join("seed0015.png").exists());
     // Synthetic data trains conditionally by default (the demo's grid
     // shows each shape kind in its rows).
     let run_dir = dir.join("runs").join("00000-synthetic-cond-tiny-16-batch4");
@@ -417,5 +434,49 @@ fn freezed_beyond_the_layers_of_d_says_so() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("the first 3 of D's 7 block layers"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A dataset smaller than `--metrics-num` gives an SWD of fewer images
+/// (noisier, not comparable with a full run's): train says so, as
+/// `stylegan2 metric` does; without the metric it says nothing of it.
+#[test]
+fn an_swd_on_fewer_images_than_asked_says_so() {
+    let dir = std::env::temp_dir().join(format!("stylegan2-train-swdnum-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = |metrics: &'static str| {
+        [
+            "train",
+            "--data",
+            "synthetic:8",
+            "--resolution",
+            "16",
+            "--batch",
+            "4",
+            "--kimg",
+            "0.004",
+            "--grid",
+            "1",
+            "--metrics",
+            metrics,
+            "--metrics-num",
+            "16",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--outdir",
+            "runs",
+        ]
+    };
+    let note = "synthetic has 8 images; the SWD compares 8 reals with 8 fakes, not 16";
+    let o = run(&args("swd"), &dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(note), "{err}");
+    let o = run(&args("none"), &dir);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains("the SWD compares"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

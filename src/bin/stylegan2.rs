@@ -46,19 +46,21 @@ enum Command {
         /// cifar or auto [default: tiny, or the resumed snapshot's].
         #[arg(long = "cfg", visible_alias = "preset")]
         cfg: Option<String>,
-        /// Resolution of the synthetic data (a folder's images set their own,
-        /// which this must match) [default: 32].
-        #[arg(long, value_parser = flags::resolution)]
+        /// Resolution of the synthetic data, a power of two from 8 to 1024
+        /// (a folder's images set their own, which this must match)
+        /// [default: 32].
+        #[arg(long, value_parser = flags::network_resolution)]
         resolution: Option<usize>,
         /// Total batch size [default: the preset's; tiny: 16].
         #[arg(long, value_parser = flags::usize_in(1, flags::MAX_BATCH))]
         batch: Option<usize>,
         /// Train until this many thousand real images have been shown (the
-        /// default: the demo's length; at 14 its rectangles were still
-        /// rounded bars).
+        /// default: the demo's length; the README's demo section has its
+        /// runs).
         #[arg(long, default_value_t = 16.0, value_parser = flags::positive_f64(flags::MAX_KIMG))]
         kimg: f64,
-        /// Learning rate of G and D [default: the preset's; tiny: 0.0025].
+        /// Learning rate of G and D [default: the preset's; tiny: G 0.0025,
+        /// D 0.0015].
         #[arg(long, value_parser = flags::positive_f32(1.0))]
         lr: Option<f32>,
         /// Learning rate of G alone (overrides --lr).
@@ -190,7 +192,10 @@ enum Command {
     /// numbered PNGs 00000/img00000000.png and a dataset.json (labels
     /// carried over from the source's dataset.json).
     Dataset {
-        /// A directory (searched recursively) or .zip of PNG/JPEG images.
+        /// A directory (searched recursively) or .zip of PNG/JPEG images,
+        /// or `synthetic` / `synthetic:N`: the built-in set as `train`
+        /// draws it (seed 0, --resolution or 32), its shape kinds as class
+        /// labels.
         #[arg(long, value_parser = flags::path)]
         source: PathBuf,
         /// Output: a .zip file or a directory (must not exist or be empty).
@@ -254,8 +259,8 @@ enum Command {
         /// stylegan2, paper256, paper512, paper1024, cifar, auto or tiny.
         #[arg(long = "cfg", visible_alias = "preset", default_value = "tiny")]
         cfg: String,
-        /// Image resolution, a power of two from 4 to 1024.
-        #[arg(long, default_value_t = 32, value_parser = flags::resolution)]
+        /// Image resolution, a power of two from 8 to 1024.
+        #[arg(long, default_value_t = 32, value_parser = flags::network_resolution)]
         resolution: usize,
         /// Image channels: 1 (gray) or 3 (RGB).
         #[arg(long, default_value_t = 3, value_parser = flags::usize_in(1, 3))]
@@ -691,7 +696,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                     p.display()
                 );
                 println!(
-                    "sample: stylegan2 generate --network {} --seeds 0-15{} --outdir {}",
+                    "sample: {} generate --network {} --seeds 0-15{} --outdir {}",
+                    invoked_as(),
                     p.display(),
                     if summary.c_dim > 0 { " --class 0" } else { "" },
                     summary.run_dir.join("samples").display()
@@ -731,7 +737,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             skip_bad,
         } => {
             let transform = at("--transform", Transform::parse(&transform))?;
-            if !source.exists() {
+            let builtin = source.to_str().is_some_and(stylegan2::data::is_synthetic);
+            if !builtin && !source.exists() {
                 return Err(
                     format!("--source {}: no such file or directory", source.display()).into(),
                 );
@@ -933,6 +940,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// This binary as the user ran it, for commands it prints: the path when
+/// run by one (`cargo run` runs `target/release/stylegan2`, which is not
+/// on `PATH`), else `stylegan2`; also `stylegan2` for a path a shell
+/// would split (whitespace) or that is not UTF-8.
+fn invoked_as() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|a| a.into_string().ok())
+        .filter(|a| a.contains(std::path::MAIN_SEPARATOR) && !a.contains(char::is_whitespace))
+        .unwrap_or_else(|| "stylegan2".into())
+}
+
 /// `stylegan2 metric`: SWD of a snapshot's G_ema against a dataset.
 #[allow(clippy::too_many_arguments)]
 fn metric(
@@ -958,7 +977,7 @@ fn metric(
     let (_, g) = at("--network", load_generator(weights, device))?;
     let (res, ch) = (g.config.img_resolution, g.config.img_channels);
     // Synthetic data is drawn at the network's resolution; a folder has its own.
-    let synthetic = data.starts_with("synthetic");
+    let synthetic = stylegan2::data::is_synthetic(data);
     // A conditional generator gets the reals' labels.
     let ds = data::open_opts(
         data,

@@ -96,19 +96,22 @@ pub struct OpenOptions {
     pub progress: bool,
 }
 
-/// Whether a `--data` value names the built-in synthetic dataset
-/// (`synthetic` or `synthetic:N`, as [`open_opts`] reads it).
+/// Whether a `--data` value names the built-in synthetic dataset:
+/// `synthetic` or `synthetic:…` (a malformed count is refused by
+/// [`open_opts`]). Any other name is a path, `synthetic.zip` and
+/// `synthetic-faces/` included (`./synthetic` for a folder of that name).
 pub fn is_synthetic(spec: &str) -> bool {
-    spec.starts_with("synthetic")
+    spec == "synthetic" || spec.starts_with("synthetic:")
 }
 
 /// Opens the dataset named by a `--data` value: `synthetic` (or
 /// `synthetic:N`) or a directory / `.zip` of images, checked completely
 /// (see [`ImageFolder::open_checked`]). Errors name `--data`.
 pub fn open_opts(spec: &str, o: &OpenOptions) -> Result<Box<dyn Dataset>> {
-    if let Some(rest) = spec.strip_prefix("synthetic") {
-        let count = match rest.strip_prefix(':') {
-            None if rest.is_empty() => synthetic::DEFAULT_COUNT,
+    if is_synthetic(spec) {
+        // `is_synthetic`: the rest is empty or `:N`.
+        let count = match spec.strip_prefix("synthetic:") {
+            None => synthetic::DEFAULT_COUNT,
             Some(n) => match n.parse::<usize>() {
                 Ok(n) if (1..=MAX_SYNTHETIC).contains(&n) => n,
                 _ => {
@@ -121,12 +124,6 @@ pub fn open_opts(spec: &str, o: &OpenOptions) -> Result<Box<dyn Dataset>> {
                     )
                 }
             },
-            None => {
-                return invalid(
-                    "--data",
-                    format!("'{spec}': expected synthetic or synthetic:N with N ≥ 1"),
-                )
-            }
         };
         let ds = Synthetic::new(o.resolution.unwrap_or(32), 3, count, o.seed)?;
         return Ok(Box::new(if o.labels { ds.with_labels() } else { ds }));

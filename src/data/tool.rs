@@ -4,7 +4,8 @@
 //! resolution, and writes numbered PNGs `00000/img00000000.png` (a new
 //! folder per 1000 images) with a `dataset.json`, into a directory or a
 //! `.zip` archive (stored, as the official tool writes it). Labels of the
-//! source's `dataset.json` are carried over, keyed by the new names.
+//! source's `dataset.json` are carried over, keyed by the new names. The
+//! built-in synthetic set exports the same way ([`export_synthetic`]).
 
 use super::check_resolution;
 use super::decode::decode;
@@ -209,10 +210,14 @@ fn transform(img: DynamicImage, t: Transform, res: Option<usize>) -> DynamicImag
 
 /// Converts `opts.source` into `opts.dest`; prints nothing but the
 /// progress bar (when asked). Errors name the bad file, and remove the
-/// partial output.
+/// partial output. A source of `synthetic` or `synthetic:N` exports the
+/// built-in set (see [`export_synthetic`]).
 pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
     if let Some(r) = opts.resolution {
         check_resolution(r, "--resolution")?;
+    }
+    if let Some(spec) = opts.source.to_str().filter(|s| super::is_synthetic(s)) {
+        return export_synthetic(spec, opts);
     }
     if opts.transform != Transform::None && opts.resolution.is_none() {
         return invalid(
@@ -315,5 +320,83 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
         channels,
         label_dim: labels.as_ref().map_or(0, |p| p.labels.dim()),
         skipped: skipped.len(),
+    })
+}
+
+/// Writes the built-in synthetic set `spec` (`synthetic` or `synthetic:N`)
+/// as `train --data synthetic` draws it by default (seed 0, at
+/// `opts.resolution`, default 32), RGB, with each image's shape kind as
+/// its class in `dataset.json` (0 disc, 1 rectangle, 2 ring): so
+/// `train --data DEST --cond true --aug noaug` trains as `train --data
+/// synthetic` does (a folder's defaults are unconditional with ADA). A
+/// `--transform` other than none is refused (the images are squares).
+pub fn export_synthetic(spec: &str, opts: &ConvertOptions) -> Result<ConvertSummary> {
+    if opts.transform != Transform::None {
+        return invalid(
+            "dataset",
+            "--transform crops the images of a folder or zip; synthetic images are squares already",
+        );
+    }
+    let ds = super::open_opts(
+        spec,
+        &super::OpenOptions {
+            resolution: opts.resolution,
+            seed: 0,
+            labels: true,
+            ..super::OpenOptions::default()
+        },
+    )
+    .map_err(|e| match e {
+        // The spec came as --source here.
+        Error::Invalid { op: "--data", msg } => Error::Invalid {
+            op: "--source",
+            msg,
+        },
+        e => e,
+    })?;
+    let (n, r) = (ds.len(), ds.resolution());
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(n as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut sink = Sink::create(&opts.dest)?;
+    let write_all = |sink: &mut Sink| -> Result<()> {
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            // [3, R, R] planes to interleaved RGB.
+            let chw = ds.image(i)?;
+            let hwc: Vec<u8> = (0..r * r)
+                .flat_map(|p| [chw[p], chw[r * r + p], chw[2 * r * r + p]])
+                .collect();
+            let img = image::RgbImage::from_raw(r as u32, r as u32, hwc)
+                .ok_or_else(|| Error::Internal(format!("synthetic image {i}: size")))?;
+            let mut png = Vec::new();
+            img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .map_err(|e| Error::Io(format!("synthetic image {i}: encoding PNG: {e}")))?;
+            let name = image_name(i);
+            sink.add(&name, &png)?;
+            // One-hot: the class is where the 1 is.
+            let class = ds.label(i)?.iter().position(|&v| v == 1.0);
+            labels.push(serde_json::json!([name, class]));
+            bar.inc(1);
+        }
+        let json = serde_json::to_vec(&serde_json::json!({ "labels": labels }))
+            .map_err(|e| Error::Internal(format!("dataset.json: {e}")))?;
+        sink.add(LABEL_FILE, &json)
+    };
+    let result = write_all(&mut sink);
+    bar.finish_and_clear();
+    if let Err(e) = result {
+        sink.abandon();
+        return Err(e);
+    }
+    sink.finish()?;
+    Ok(ConvertSummary {
+        images: n,
+        resolution: r,
+        channels: 3,
+        label_dim: ds.label_dim(),
+        skipped: 0,
     })
 }

@@ -67,6 +67,11 @@ pub struct GeneratorConfig {
     pub num_fp16_res: usize,
 }
 
+/// The smallest `img_resolution` of a discriminator: its 4×4 epilogue
+/// follows at least one block (the official `Discriminator`'s `b4` takes
+/// the channels of the block above it).
+pub const MIN_DISCRIMINATOR_RESOLUTION: usize = 8;
+
 /// The discriminator: official `Discriminator(c_dim, img_resolution,
 /// img_channels, architecture, channel_base, channel_max, conv_clamp,
 /// cmap_dim, block_kwargs, mapping_kwargs, epilogue_kwargs)`.
@@ -605,9 +610,9 @@ impl DiscriminatorConfig {
             self.channel_max,
             self.conv_clamp,
         )?;
-        if self.img_resolution < 8 {
+        if self.img_resolution < MIN_DISCRIMINATOR_RESOLUTION {
             return Err(bad(format!(
-                "discriminator.img_resolution {} must be ≥ 8 (the 4×4 epilogue follows at least one block)",
+                "discriminator.img_resolution {} must be ≥ {MIN_DISCRIMINATOR_RESOLUTION} (the 4×4 epilogue follows at least one block)",
                 self.img_resolution
             )));
         }

@@ -161,7 +161,7 @@ fn augmentation(
     channels: usize,
     res: usize,
 ) -> Result<Option<(AugmentPipe, AdaController)>> {
-    let synthetic = opts.data.starts_with("synthetic");
+    let synthetic = crate::data::is_synthetic(&opts.data);
     let mode = opts.aug.unwrap_or(if synthetic {
         AugMode::NoAug
     } else {
@@ -483,7 +483,7 @@ impl Trainer {
         // Synthetic data is drawn at the snapshot's resolution; a folder
         // has its own, checked against --resolution only if it was given
         // (the snapshot's is compared below, naming both sides).
-        let synthetic = opts.data.starts_with("synthetic");
+        let synthetic = crate::data::is_synthetic(&opts.data);
         let want_res = if synthetic {
             opts.resolution.or(resumed
                 .as_ref()
@@ -1071,6 +1071,15 @@ impl Trainer {
                 self.run_dir.display()
             ),
         );
+        let (images, num) = (self.loader.dataset().len(), self.metrics_num());
+        if self.metrics.contains(&crate::metrics::Metric::Swd) && images < num {
+            // As `stylegan2 metric` says: fewer images, a noisier SWD that
+            // does not compare with a run of `num`.
+            eprintln!(
+                "stylegan2: note: {} has {images} images; the SWD compares {images} reals with {images} fakes, not {num}",
+                self.loader.dataset().name()
+            );
+        }
 
         let mut last_snapshot = None;
         let mut last_stats = Vec::new();
@@ -1201,6 +1210,14 @@ impl Trainer {
         );
     }
 
+    /// Images per set of the SWD asked for (`--metrics-num`, else the
+    /// preset's default); fewer when the dataset has fewer.
+    fn metrics_num(&self) -> usize {
+        self.opts
+            .metrics_num
+            .unwrap_or_else(|| crate::metrics::default_train_num(&self.config.preset))
+    }
+
     /// The `--metrics` of G_ema as `(name, value)`; the reals' part of the
     /// SWD is computed once into `swd` (from the training data, seed
     /// `opts.seed`) and reused.
@@ -1211,12 +1228,9 @@ impl Trainer {
             match m {
                 Metric::Swd => {
                     if swd.is_none() {
-                        let num = self.opts.metrics_num.unwrap_or_else(|| {
-                            crate::metrics::default_train_num(&self.config.preset)
-                        });
                         *swd = Some(Swd::new(
                             &self.loader,
-                            num,
+                            self.metrics_num(),
                             self.opts.seed,
                             crate::metrics::DEFAULT_BATCH,
                             &mut |_| {},
