@@ -523,6 +523,24 @@ fn failed_writes_leave_nothing_behind() {
             .all(|(n, len)| *len > 0 && !n.contains(".tmp") && !n.contains("snapshot")),
         "{left:?}"
     );
+
+    // The dataset tool: 200 small PNGs fit under 4 KiB each, their
+    // dataset.json (about 6 KiB) and a zip of them do not. What was
+    // written goes, the folder or the archive's temporary included.
+    for dest in ["exported", "exported.zip"] {
+        let o = bin_with_file_limit(
+            &["dataset", "--source", "synthetic:200", "--dest", dest],
+            &dir,
+            4,
+        );
+        assert!(!o.status.success(), "dataset into {dest} on a full disk");
+        assert!(!dir.join(dest).exists(), "{dest} left behind");
+        let left: Vec<_> = files_under(&dir)
+            .into_iter()
+            .filter(|(n, _)| n.contains("exported"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

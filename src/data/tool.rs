@@ -152,6 +152,25 @@ impl Sink {
         }
     }
 
+    /// Writes the whole output with `write`, then finishes the sink, or
+    /// removes what was written when `write` fails; `bar` is cleared
+    /// either way.
+    fn write_all(
+        mut self,
+        bar: &indicatif::ProgressBar,
+        write: impl FnOnce(&mut Sink) -> Result<()>,
+    ) -> Result<()> {
+        let result = write(&mut self);
+        bar.finish_and_clear();
+        match result {
+            Ok(()) => self.finish(),
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
+    }
+
     /// Removes what a failed conversion wrote.
     fn abandon(self) {
         match self {
@@ -277,7 +296,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
     ) {
         bar.set_style(style.progress_chars("=> "));
     }
-    let mut sink = Sink::create(&opts.dest)?;
+    let sink = Sink::create(&opts.dest)?;
     let write_all = |sink: &mut Sink| -> Result<()> {
         let mut out_labels = Vec::new();
         for i in 0..files.len() {
@@ -307,13 +326,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<ConvertSummary> {
             serde_json::to_vec(&meta).map_err(|e| Error::Internal(format!("dataset.json: {e}")))?;
         sink.add(LABEL_FILE, &json)
     };
-    let result = write_all(&mut sink);
-    bar.finish_and_clear();
-    if let Err(e) = result {
-        sink.abandon();
-        return Err(e);
-    }
-    sink.finish()?;
+    sink.write_all(&bar, write_all)?;
     Ok(ConvertSummary {
         images: files.len(),
         resolution,
@@ -360,7 +373,7 @@ pub fn export_synthetic(spec: &str, opts: &ConvertOptions) -> Result<ConvertSumm
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let mut sink = Sink::create(&opts.dest)?;
+    let sink = Sink::create(&opts.dest)?;
     let write_all = |sink: &mut Sink| -> Result<()> {
         let mut labels = Vec::with_capacity(n);
         for i in 0..n {
@@ -385,13 +398,7 @@ pub fn export_synthetic(spec: &str, opts: &ConvertOptions) -> Result<ConvertSumm
             .map_err(|e| Error::Internal(format!("dataset.json: {e}")))?;
         sink.add(LABEL_FILE, &json)
     };
-    let result = write_all(&mut sink);
-    bar.finish_and_clear();
-    if let Err(e) = result {
-        sink.abandon();
-        return Err(e);
-    }
-    sink.finish()?;
+    sink.write_all(&bar, write_all)?;
     Ok(ConvertSummary {
         images: n,
         resolution: r,
