@@ -359,6 +359,12 @@ fn a_resumed_run_keeps_its_batch_and_learning_rates() {
     resume.extend(common);
     let o = run(&resume, &dir);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Its own 2 steps, not the 4 of the counter.
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("trained 2 steps (0.008 → 0.016 kimg, step 4)"),
+        "{out}"
+    );
     let run_dir = dir.join("runs/00001-synthetic-tiny-16-batch4");
     let opts: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_dir.join("training_options.json")).unwrap())

@@ -689,10 +689,21 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             };
             let summary = train::train(opts)?;
             if let Some(p) = &summary.last_snapshot {
+                let kimg = |n: u64| n as f64 / 1000.0;
+                // A resumed run counts its own steps, and says where it began.
+                let span = if summary.start_step > 0 {
+                    format!(
+                        "{:.3} → {:.3} kimg, step {}",
+                        kimg(summary.start_nimg),
+                        kimg(summary.cur_nimg),
+                        summary.steps
+                    )
+                } else {
+                    format!("{:.3} kimg", kimg(summary.cur_nimg))
+                };
                 println!(
-                    "trained {} steps ({:.3} kimg); networks: {}",
-                    summary.steps,
-                    summary.cur_nimg as f64 / 1000.0,
+                    "trained {} steps ({span}); networks: {}",
+                    summary.steps - summary.start_step,
                     p.display()
                 );
                 println!(

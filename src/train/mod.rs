@@ -265,8 +265,14 @@ impl Stats {
 #[derive(Clone, Debug)]
 pub struct TrainSummary {
     pub run_dir: PathBuf,
+    /// The step counter at the end, a resumed snapshot's steps included.
     pub steps: u64,
+    /// Images shown at the end, a resumed snapshot's included.
     pub cur_nimg: u64,
+    /// The step counter and images shown when this run started (0 unless
+    /// resumed).
+    pub start_step: u64,
+    pub start_nimg: u64,
     /// The last network snapshot written.
     pub last_snapshot: Option<PathBuf>,
     /// Means of the losses over the last report interval.
@@ -1081,6 +1087,7 @@ impl Trainer {
             );
         }
 
+        let (start_step, start_nimg) = (self.step, self.cur_nimg);
         let mut last_snapshot = None;
         let mut last_stats = Vec::new();
         // The reals' SWD descriptors, computed at the first snapshot.
@@ -1162,6 +1169,8 @@ impl Trainer {
             run_dir: self.run_dir.clone(),
             steps: self.step,
             cur_nimg: self.cur_nimg,
+            start_step,
+            start_nimg,
             last_snapshot,
             last_stats,
             c_dim: self.config.generator.c_dim,
