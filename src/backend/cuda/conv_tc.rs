@@ -5,7 +5,7 @@
 
 use super::conv::{check_grid, WGRAD_MAX_SPLITS, WGRAD_MIN_CHUNK, WGRAD_TARGET_BLOCKS};
 use super::launch::{launch, Args, Config};
-use super::{alloc, HalfInBuf, InBuf, OutBuf};
+use super::{alloc, InBuf, OutBuf, SrcBuf};
 use crate::backend::cpu::conv::ConvGeom;
 use crate::device::Device;
 use crate::dtype::DType;
@@ -179,24 +179,14 @@ pub(crate) fn conv_or_input_grad(
     // `_xh` kernel as it is; anything else reaches the kernel as floats
     // (2-byte storage widened into a temporary by InBuf).
     let xh = match (pass, src) {
-        (Pass::Forward, Storage::Half(h)) => {
-            forward_for_input(precision, h.dtype).map(|name| (h, name))
-        }
+        (Pass::Forward, Storage::Half(h)) => forward_for_input(precision, h.dtype),
         _ => None,
     };
-    let (sin, shin) = match xh {
-        Some((h, _)) => (None, Some(HalfInBuf::new(h, device)?)),
-        None => (Some(InBuf::new(src, device)?), None),
-    };
-    let src_ptr = match (&sin, &shin) {
-        (Some(b), _) => b.ptr(),
-        (None, Some(b)) => b.ptr(),
-        (None, None) => unreachable!("one of the two source buffers is made"),
-    };
+    let sin = SrcBuf::new(src, xh.is_some(), device)?;
     let win = InBuf::new(w, device)?;
     let (mut wt, kpad) = weight_operands(&win, g, pass != Pass::Forward, precision, device)?;
     let mut args = Args::new();
-    args.push(out.ptr()).push(src_ptr).push(wt.ptr());
+    args.push(out.ptr()).push(sin.ptr()).push(wt.ptr());
     super::conv::push_geom(&mut args, g);
     args.push(kpad as i32);
     let cfg = Config {
@@ -204,7 +194,7 @@ pub(crate) fn conv_or_input_grad(
         block: (THREADS, 1, 1),
         shared_bytes: (STAGES * 2 * TILE * ROW) as u32,
     };
-    let name = xh.map_or(kernel(pass, precision), |(_, name)| name);
+    let name = xh.unwrap_or(kernel(pass, precision));
     // SAFETY: CT_CONV_PARAMS: (float*, const float* or, for `_xh`, const
     // ushort*, const uchar*, 14 × int, int); out and src hold the output-
     // and input-side tensors of `g`, wt the operands written above (freed

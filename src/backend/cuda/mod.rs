@@ -321,6 +321,31 @@ impl<'a> HalfInBuf<'a> {
     }
 }
 
+/// A kernel's input `x`: 2-byte storage as stored when the kernel reads it
+/// so (`as_stored`, the `_xh` tensor-core kernels), else as floats
+/// (2-byte storage widened, see [`InBuf`]).
+pub(crate) enum SrcBuf<'a> {
+    Floats(InBuf<'a>),
+    AsStored(HalfInBuf<'a>),
+}
+
+impl<'a> SrcBuf<'a> {
+    pub(crate) fn new(x: &'a Storage, as_stored: bool, device: Device) -> Result<SrcBuf<'a>> {
+        Ok(match x {
+            Storage::Half(h) if as_stored => SrcBuf::AsStored(HalfInBuf::new(h, device)?),
+            _ => SrcBuf::Floats(InBuf::new(x, device)?),
+        })
+    }
+
+    /// The address kernels read from.
+    pub(crate) fn ptr(&self) -> u64 {
+        match self {
+            SrcBuf::Floats(b) => b.ptr(),
+            SrcBuf::AsStored(b) => b.ptr(),
+        }
+    }
+}
+
 /// An output buffer of `n` 2-byte elements on `device` (Sim: host memory
 /// filled with a NaN pattern of both formats' bits, 0xFFFF, so an element a
 /// kernel leaves unwritten shows).

@@ -6,7 +6,7 @@
 use super::conv_tc;
 use super::launch::{launch, Args, Config, KernelArg};
 use super::modconv_tc::{self, TcKernel};
-use super::{alloc, HalfInBuf, InBuf, OutBuf};
+use super::{alloc, InBuf, OutBuf, SrcBuf};
 use crate::backend::cpu::conv::ConvGeom as CpuConvGeom;
 use crate::device::Device;
 use crate::error::{Error, Result};
@@ -281,19 +281,12 @@ pub(crate) fn fused_conv(
     // F16 storage (an FP16 block's activations) is read by the `_xh`
     // tensor-core kernel as it is; any other kernel reads it widened.
     let xh = match (x, tc) {
-        (Storage::Half(h), Some(t)) => t.for_input(h.dtype).map(|name| (h, name)),
+        (Storage::Half(h), Some(t)) => t.for_input(h.dtype),
         _ => None,
     };
     if out_n > 0 {
-        let (xin, xhin) = match xh {
-            Some((h, _)) => (None, Some(HalfInBuf::new(h, device)?)),
-            None => (Some(InBuf::new(x, device)?), None),
-        };
-        let x_ptr = match (&xin, &xhin) {
-            (Some(b), _) => b.ptr(),
-            (None, Some(b)) => b.ptr(),
-            (None, None) => unreachable!("one of the two input buffers is made"),
-        };
+        let xin = SrcBuf::new(x, xh.is_some(), device)?;
+        let x_ptr = xin.ptr();
         let sin = opt_in(in_scale, device)?;
         let win = InBuf::new(w, device)?;
         let fin = opt_in(fir.map(|f| f.f), device)?;
@@ -361,7 +354,7 @@ pub(crate) fn fused_conv(
             // SAFETY: the arguments follow MC_TC_PARAMS (x: F16 bits for
             // the `_xh` kernels, floats otherwise); wt holds Cpad channels
             // per (m, tap); the other buffers as below.
-            let name = xh.map_or(tc.name, |(_, name)| name);
+            let name = xh.unwrap_or(tc.name);
             unsafe { launch(device, modconv_tc::FAMILY, name, cfg, &mut args)? };
             drop(wt);
         } else {
